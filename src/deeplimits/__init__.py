@@ -1,0 +1,72 @@
+"""deeplimits: very deep residual networks as diffusions.
+
+Samplers of finite random ResNets whose parameters shrink with depth, their limiting SDEs,
+closed-form laws, statistics, and a reproduction of the claims of Peluchetti & Favaro,
+Hayou, and Cohen, Cont, Rossier & Xu. The mathematics is specified in ``shared/theory``.
+
+Importing ``deeplimits`` enables JAX's float64 support: kernels, ODEs and statistics run in
+float64 by default, and samplers choose their own ``dtype`` (float32 unless asked).
+"""
+
+import jax as _jax
+
+_jax.config.update("jax_enable_x64", True)
+
+from . import closed_forms, stats  # noqa: E402
+from .activations import (  # noqa: E402
+    Activation,
+    activation_names,
+    get_activation,
+    register_activation,
+)
+from .blocks import Block, FormA, FormB, FormC, LayerParams, get_block  # noqa: E402
+from .laws import CustomLaw, Gaussian, ParameterLaw, Rademacher, Uniform, get_law  # noqa: E402
+from .networks import InputLayer, Readout, ResNet, ResNetParams, hayou_resnet  # noqa: E402
+from .samplers import (  # noqa: E402
+    DenseSampler,
+    EulerMaruyama,
+    ExactSampler,
+    Sampler,
+    get_sampler,
+    sample,
+    sample_sde,
+)
+from .sde import ResNetSDE, network_on_path, solve_sde  # noqa: E402
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "Activation",
+    "Block",
+    "CustomLaw",
+    "DenseSampler",
+    "EulerMaruyama",
+    "ExactSampler",
+    "FormA",
+    "FormB",
+    "FormC",
+    "Gaussian",
+    "InputLayer",
+    "LayerParams",
+    "ParameterLaw",
+    "Rademacher",
+    "Readout",
+    "ResNet",
+    "ResNetParams",
+    "ResNetSDE",
+    "Sampler",
+    "Uniform",
+    "activation_names",
+    "closed_forms",
+    "get_activation",
+    "get_block",
+    "get_law",
+    "get_sampler",
+    "hayou_resnet",
+    "network_on_path",
+    "register_activation",
+    "sample",
+    "sample_sde",
+    "solve_sde",
+    "stats",
+]

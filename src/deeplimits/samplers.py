@@ -1,0 +1,232 @@
+"""Samplers of random ResNets and of their limiting SDEs (``forward.md`` §5).
+
+A :class:`Sampler` is a Markov transition ``X_{l-1} -> X_l`` on the stacked states of all
+inputs (shape ``(k, n)``); :func:`sample` runs it for many independent networks at once,
+vectorised over samples and inputs, and reproducibly from one JAX key:
+
+* :class:`DenseSampler`: draws every weight matrix (the reference; any parameter law);
+* :class:`ExactSampler`: draws each layer's increment from its exact Gaussian law given
+  the current states, through the ``k x k`` Gram matrix: ``O(n k^2 + k^3)`` per layer
+  instead of ``O(n^2 k)``. It needs Gaussian parameters;
+* :class:`EulerMaruyama`: the limiting SDE with its own number of steps, every input
+  driven by the same noise (in law, through the same Gram matrix).
+
+Sample ``s`` uses ``jax.random.split(key, samples)[s]`` and layer ``l`` folds ``l`` into
+it, so results do not depend on how the samples are chunked.
+"""
+
+from __future__ import annotations
+
+import abc
+from collections.abc import Callable
+
+import equinox as eqx
+import jax
+import jax.numpy as jnp
+
+from ._progress import progress_callback
+from ._validation import check_inputs, check_samples
+from .networks import ResNet
+
+__all__ = [
+    "Sampler",
+    "DenseSampler",
+    "ExactSampler",
+    "EulerMaruyama",
+    "get_sampler",
+    "sample",
+    "sample_sde",
+]
+
+OUTPUTS = ("state", "readout")
+# Floats that one chunk of samples may hold per layer (about 256 MB in float64).
+_CHUNK_FLOATS = 2**25
+
+
+class Sampler(eqx.Module):
+    """A one-layer transition of the stacked states ``(k, n)`` of one network."""
+
+    @property
+    @abc.abstractmethod
+    def name(self) -> str: ...
+
+    def check(self, net: ResNet) -> None:
+        """Raise ``ValueError`` if this sampler cannot sample ``net``."""
+
+    @abc.abstractmethod
+    def steps(self, net: ResNet) -> int:
+        """Number of transitions from ``t = 0`` to ``t = T``."""
+
+    @abc.abstractmethod
+    def step(self, net: ResNet, key: jax.Array, X: jax.Array) -> jax.Array:
+        """One transition of the states ``X`` (``(k, n)``) of one network."""
+
+    def floats_per_layer(self, net: ResNet, inputs: int) -> int:
+        """Working memory of one transition for one sample, in floats."""
+        return 4 * inputs * net.width + inputs * inputs
+
+
+class DenseSampler(Sampler):
+    """Materialise every layer's parameters and apply the block (any law)."""
+
+    @property
+    def name(self) -> str:
+        return "dense"
+
+    def steps(self, net):
+        return net.depth
+
+    def step(self, net, key, X):
+        return net.block.apply(net, net.block.draw(net, key, X.dtype), X)
+
+    def floats_per_layer(self, net, inputs):
+        return 3 * net.width * net.width + 4 * inputs * net.width
+
+
+class ExactSampler(Sampler):
+    """Each layer's increment drawn from its exact conditional law (Gaussian parameters)."""
+
+    @property
+    def name(self) -> str:
+        return "exact"
+
+    def check(self, net):
+        if not net.law.is_gaussian:
+            raise ValueError(
+                f"the exact sampler is exact only for Gaussian parameters, not law="
+                f"{net.law.name!r}; use sampler='dense' for other laws"
+            )
+
+    def steps(self, net):
+        return net.depth
+
+    def step(self, net, key, X):
+        return net.block.exact_step(net, key, X)
+
+
+class EulerMaruyama(Sampler):
+    """Euler-Maruyama of the limiting SDE with ``steps`` constant steps on ``[0, T]``."""
+
+    num_steps: int
+
+    @property
+    def name(self) -> str:
+        return "sde"
+
+    def check(self, net):
+        net.sde()  # the i.i.d. baseline has no limit: raises
+
+    def steps(self, net):
+        return self.num_steps
+
+    def step(self, net, key, X):
+        return net.block.euler_step(net, key, X, net.horizon / self.num_steps)
+
+
+def get_sampler(spec: str | Sampler, net: ResNet, steps: int | None = None) -> Sampler:
+    """``"dense"``, ``"exact"``, ``"sde"`` (with ``steps``, default the depth) or a sampler."""
+    if isinstance(spec, Sampler):
+        return spec
+    if spec == "dense":
+        return DenseSampler()
+    if spec == "exact":
+        return ExactSampler()
+    if spec == "sde":
+        return EulerMaruyama(check_samples(net.depth if steps is None else steps, "steps"))
+    raise ValueError(f"unknown sampler {spec!r}; choose 'dense', 'exact' or 'sde'")
+
+
+@eqx.filter_jit
+def _run_chunk(sampler: Sampler, net: ResNet, x, keys, trajectory: bool, output: str):
+    steps = sampler.steps(net)
+
+    def one(key):
+        k_embed, k_layers, k_out = jax.random.split(key, 3)
+        X0 = net.embed(k_embed, x)
+
+        def layer(X, l):
+            Y = sampler.step(net, jax.random.fold_in(k_layers, l), X)
+            return Y, (Y if trajectory else None)
+
+        XT, path = jax.lax.scan(layer, X0, jnp.arange(steps))
+        if output == "readout":
+            return net.readout.apply(k_out, XT, net.activation, net.law)
+        return jnp.concatenate([X0[None], path]) if trajectory else XT
+
+    return jax.vmap(one)(keys)
+
+
+def sample(
+    net: ResNet,
+    x,
+    key: jax.Array,
+    *,
+    samples: int,
+    sampler: str | Sampler = "exact",
+    steps: int | None = None,
+    trajectory: bool = False,
+    output: str = "state",
+    dtype=jnp.float32,
+    chunk_size: int | None = None,
+    progress: bool | Callable[[int], None] = False,
+) -> jax.Array:
+    """Sample independent networks (or SDE paths) at the inputs ``x``.
+
+    Args:
+        net: the network description.
+        x: inputs, ``(inputs, input_dim)``; a 1-D array is one input. All inputs of one
+            sample share its parameters (or its Brownian motion).
+        key: JAX PRNG key.
+        samples: number of independent networks.
+        sampler: ``"exact"`` (default), ``"dense"``, ``"sde"`` or a :class:`Sampler`.
+        steps: steps of the ``"sde"`` sampler (default: the depth).
+        trajectory: return every layer's state, not only the last.
+        output: ``"state"`` (states ``X_T``) or ``"readout"`` (the network outputs; needs
+            ``net.readout``).
+        dtype: floating type of the simulation (float32 by default: Monte Carlo error
+            dominates rounding; pass ``jnp.float64`` for more).
+        chunk_size: samples per compiled batch (default: bounded working memory).
+        progress: ``True`` for a progress bar, or a callback taking the samples just done.
+
+    Returns:
+        ``(samples, inputs, width)``; with ``trajectory``, ``(samples, steps + 1, inputs,
+        width)``; with ``output="readout"``, ``(samples, inputs)``.
+    """
+    samples = check_samples(samples)
+    sampler = get_sampler(sampler, net, steps)
+    sampler.check(net)
+    x = check_inputs(net, x, dtype)
+    if output not in OUTPUTS:
+        raise ValueError(f"output must be one of {OUTPUTS}, got {output!r}")
+    if output == "readout" and net.readout is None:
+        raise ValueError("output='readout' needs a network with a readout (net.readout)")
+    if output == "readout" and trajectory:
+        raise ValueError("trajectory=True returns states; it cannot be combined with readout")
+    if chunk_size is None:
+        per_sample = sampler.floats_per_layer(net, x.shape[0])
+        if trajectory:
+            per_sample += (sampler.steps(net) + 1) * x.shape[0] * net.width
+        chunk_size = max(1, min(samples, _CHUNK_FLOATS // per_sample))
+    chunk_size = min(check_samples(chunk_size, "chunk_size"), samples)
+
+    keys = jax.random.split(key, samples)
+    parts = []
+    with progress_callback(progress, samples, f"{sampler.name} sampler") as advance:
+        for start in range(0, samples, chunk_size):
+            chunk = keys[start : start + chunk_size]
+            size = chunk.shape[0]
+            if size < chunk_size:  # pad so that every chunk reuses one compilation
+                chunk = jnp.concatenate([chunk, keys[: chunk_size - size]])
+            parts.append(_run_chunk(sampler, net, x, chunk, trajectory, output)[:size])
+            advance(size)
+    return parts[0] if len(parts) == 1 else jnp.concatenate(parts)
+
+
+def sample_sde(
+    net: ResNet, x, key: jax.Array, *, samples: int, steps: int | None = None, **kwargs
+) -> jax.Array:
+    """Euler-Maruyama samples of the network's limiting SDE at ``t = T`` (or its path).
+
+    Same arguments and shapes as :func:`sample` with ``sampler="sde"``.
+    """
+    return sample(net, x, key, samples=samples, sampler="sde", steps=steps, **kwargs)

@@ -1,0 +1,182 @@
+"""Limiting SDEs of shrinking ResNets and their pathwise solution with diffrax.
+
+For ``k`` inputs stacked as rows of ``X`` (shape ``(k, n)``) the limit of a network is
+
+    dX_t = a(X_t) dt + dN_t,   d<N^{(a)}_i, N^{(c)}_j>_t = delta_ij G(X_t)_{ac} dt,
+
+where every input is driven by the same Brownian motion (``forward.md`` §4.2): the noise
+columns are independent across coordinates and correlated across inputs through the
+``(k, k)`` matrix ``G``. Forms A and B also have a pathwise representation through an
+``n x n`` matrix Brownian motion ``B^W`` and an ``n``-vector ``B^b``; with Gaussian
+parameters, form A *is* the Euler-Maruyama scheme of it with step ``T / L``.
+
+:func:`solve_sde` solves the pathwise form with diffrax on a
+:class:`diffrax.VirtualBrownianTree` (a reference for strong comparisons), and
+:func:`network_on_path` runs the finite network whose parameters are the increments of
+that very path, so that the two can be compared path by path.
+"""
+
+from __future__ import annotations
+
+import diffrax
+import equinox as eqx
+import jax
+import jax.numpy as jnp
+import lineax
+
+from ._validation import check_inputs, check_samples
+from .blocks import LayerParams
+from .networks import ResNet, ResNetParams
+
+__all__ = ["ResNetSDE", "solve_sde", "network_on_path"]
+
+# Dyadic resolution of the Brownian tree: grids with up to 2**16 steps hit its nodes exactly.
+_TREE_LEVELS = 16
+
+
+class ResNetSDE(eqx.Module):
+    """The limiting SDE of a :class:`~deeplimits.networks.ResNet`.
+
+    Methods take the stacked state ``X`` of shape ``(k, n)``:
+
+    * ``drift(X)``: ``a(X)``, shape ``(k, n)``;
+    * ``gram(X)``: ``G(X)``, shape ``(k, k)``;
+    * ``noise(X, dB)``: the pathwise noise increment for Brownian increments
+      ``dB = {"W": (n, n), "b": (n,)}`` (forms A and B).
+    """
+
+    net: ResNet
+
+    def __check_init__(self):
+        if self.net.scaling != "shrinking":
+            raise ValueError(
+                "the i.i.d. (non-shrinking) baseline has no diffusion limit; "
+                "use scaling='shrinking' for an SDE"
+            )
+
+    @property
+    def horizon(self) -> float:
+        return self.net.horizon
+
+    def drift(self, X: jax.Array) -> jax.Array:
+        return self.net.block.drift(self.net, X)
+
+    def gram(self, X: jax.Array) -> jax.Array:
+        return self.net.block.gram(self.net, X)
+
+    def noise(self, X: jax.Array, dB: dict[str, jax.Array]) -> jax.Array:
+        return self.net.block.noise(self.net, X, dB)
+
+    def brownian_shapes(self) -> dict[str, tuple[int, ...]]:
+        return self.net.block.brownian_shapes(self.net)
+
+    def brownian_motion(self, key: jax.Array, dtype=jnp.float64) -> diffrax.VirtualBrownianTree:
+        """The driving Brownian motions on ``[0, T]`` as one diffrax path."""
+        shapes = {k: jax.ShapeDtypeStruct(s, dtype) for k, s in self.brownian_shapes().items()}
+        return diffrax.VirtualBrownianTree(
+            0.0, self.horizon, tol=self.horizon / 2**_TREE_LEVELS, shape=shapes, key=key
+        )
+
+    def terms(self, bm: diffrax.AbstractPath) -> diffrax.MultiTerm:
+        """diffrax terms ``a(X) dt + noise(X, dB)`` driven by ``bm``."""
+        structure = jax.eval_shape(lambda: bm.evaluate(0.0, self.horizon))
+
+        def diffusion(t, X, args):
+            return lineax.FunctionLinearOperator(lambda dB: self.noise(X, dB), structure)
+
+        return diffrax.MultiTerm(
+            diffrax.ODETerm(lambda t, X, args: self.drift(X)),
+            diffrax.ControlTerm(diffusion, bm),
+        )
+
+
+def _path_keys(key, samples):
+    """Per-sample ``(embed, brownian)`` keys shared by :func:`solve_sde` and
+    :func:`network_on_path`, so that both see the same path."""
+    keys = jax.random.split(key, samples)
+    return jax.vmap(lambda k: jax.random.split(k))(keys)
+
+
+def solve_sde(
+    net: ResNet,
+    x,
+    key: jax.Array,
+    *,
+    steps: int,
+    samples: int = 1,
+    solver: diffrax.AbstractSolver | None = None,
+    trajectory: bool = False,
+    dtype=jnp.float64,
+) -> jax.Array:
+    """Solve the pathwise limiting SDE with diffrax on one Brownian path per sample.
+
+    Args:
+        net: the network (forms A and B; form C has no finite pathwise form).
+        x: inputs ``(k, input_dim)``.
+        key: JAX key; sample ``s`` uses the path of ``jax.random.split(key, samples)[s]``.
+        steps: constant steps on ``[0, T]``.
+        solver: a diffrax solver (default :class:`diffrax.Euler`, i.e. Euler-Maruyama).
+        trajectory: also return the states at the ``steps + 1`` grid times.
+
+    Returns:
+        ``(samples, k, n)``, or ``(samples, steps + 1, k, n)`` with ``trajectory``.
+    """
+    sde = net.sde()
+    sde.brownian_shapes()  # form C raises here, before any work
+    x = check_inputs(net, x, dtype)
+    check_samples(samples)
+    check_samples(steps, "steps")
+    solver = diffrax.Euler() if solver is None else solver
+    T = net.horizon
+    saveat = (
+        diffrax.SaveAt(ts=jnp.linspace(0.0, T, steps + 1)) if trajectory else diffrax.SaveAt(t1=True)
+    )
+
+    @jax.jit
+    def one(keys):
+        X0 = net.embed(keys[0], x)
+        bm = sde.brownian_motion(keys[1], dtype)
+        sol = diffrax.diffeqsolve(
+            sde.terms(bm), solver, 0.0, T, T / steps, X0, saveat=saveat, max_steps=steps,
+        )
+        return sol.ys if trajectory else sol.ys[-1]
+
+    return jax.lax.map(one, _path_keys(key, samples))
+
+
+def network_on_path(
+    net: ResNet,
+    x,
+    key: jax.Array,
+    *,
+    samples: int = 1,
+    trajectory: bool = False,
+    dtype=jnp.float64,
+) -> jax.Array:
+    """The finite network whose parameters are the Brownian increments of the SDE path.
+
+    Layer ``l`` uses ``W_l = M dt + s_w (B^W_{t_l} - B^W_{t_{l-1}})`` and
+    ``b_l = mu_b dt + sigma_b (B^b_{t_l} - B^b_{t_{l-1}})``: Gaussian parameters of exactly
+    the network's law, coupled to :func:`solve_sde` with the same ``key``. For form A the
+    result equals ``solve_sde(..., steps=net.depth)`` up to rounding (the Euler-Maruyama
+    identity); for form B it converges to the SDE path as the depth grows.
+    """
+    sde = net.sde()
+    sde.brownian_shapes()
+    x = check_inputs(net, x, dtype)
+    check_samples(samples)
+    L, dt = net.depth, net.dt
+    grid = jnp.linspace(0.0, net.horizon, L + 1)
+
+    @jax.jit
+    def one(keys):
+        bm = sde.brownian_motion(keys[1], dtype)
+        dB = jax.vmap(bm.evaluate)(grid[:-1], grid[1:])
+        W = net.s_w * dB["W"]
+        if net.M is not None:
+            W = W + dt * jnp.asarray(net.M, dtype)
+        b = net.sigma_b * dB["b"] + dt * jnp.asarray(net.mu_b, dtype)
+        params = ResNetParams(blocks=LayerParams(W=W, b=b), embed_key=keys[0])
+        return net.apply(params, x, trajectory=trajectory)
+
+    return jax.lax.map(one, _path_keys(key, samples))
