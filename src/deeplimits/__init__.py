@@ -31,7 +31,12 @@ from .samplers import (  # noqa: E402
     sample,
     sample_sde,
 )
-from .sde import ResNetSDE, network_on_path, solve_sde  # noqa: E402
+from .sde import (  # noqa: E402
+    ResNetSDE,
+    brownian_increments,
+    network_on_path,
+    solve_sde,
+)
 
 __version__ = "0.1.0"
 
@@ -57,6 +62,7 @@ __all__ = [
     "Sampler",
     "Uniform",
     "activation_names",
+    "brownian_increments",
     "closed_forms",
     "get_activation",
     "get_block",

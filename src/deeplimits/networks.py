@@ -199,6 +199,21 @@ class ResNet(eqx.Module):
         blocks = jax.vmap(lambda k: self.block.draw(self, k, dtype))(keys)
         return ResNetParams(blocks=blocks, embed_key=k_embed)
 
+    def params_from_increments(self, dB: dict[str, jax.Array], embed_key=None) -> ResNetParams:
+        """Parameters whose noise is given Brownian increments (one per block).
+
+        ``W_l = M dt + s_w dB^W_l`` and ``b_l = mu_b dt + sigma_b dB^b_l``: with
+        ``dB ~ N(0, dt)`` these are the network's Gaussian parameters, and form A run on
+        them is exactly Euler-Maruyama of its SDE driven by the same increments.
+        """
+        self.block.brownian_shapes(self)  # forms with no affine noise raise
+        dt = self.param_dt
+        W = self.s_w * dB["W"]
+        if self.M is not None:
+            W = W + dt * jnp.asarray(self.M, W.dtype)
+        b = self.sigma_b * dB["b"] + dt * jnp.asarray(self.mu_b, W.dtype)
+        return ResNetParams(blocks=LayerParams(W=W, b=b), embed_key=embed_key)
+
     def embed(self, key: jax.Array, x: jax.Array) -> jax.Array:
         """Initial states ``(k, width)`` from inputs ``(k, input_dim)``."""
         if self.input_layer is None:

@@ -25,10 +25,9 @@ import jax.numpy as jnp
 import lineax
 
 from ._validation import check_inputs, check_samples
-from .blocks import LayerParams
-from .networks import ResNet, ResNetParams
+from .networks import ResNet
 
-__all__ = ["ResNetSDE", "solve_sde", "network_on_path"]
+__all__ = ["ResNetSDE", "solve_sde", "brownian_increments", "network_on_path"]
 
 # Dyadic resolution of the Brownian tree: grids with up to 2**16 steps hit its nodes exactly.
 _TREE_LEVELS = 16
@@ -128,9 +127,8 @@ def solve_sde(
     check_samples(steps, "steps")
     solver = diffrax.Euler() if solver is None else solver
     T = net.horizon
-    saveat = (
-        diffrax.SaveAt(ts=jnp.linspace(0.0, T, steps + 1)) if trajectory else diffrax.SaveAt(t1=True)
-    )
+    grid = jnp.linspace(0.0, T, steps + 1)
+    saveat = diffrax.SaveAt(ts=grid) if trajectory else diffrax.SaveAt(t1=True)
 
     @jax.jit
     def one(keys):
@@ -141,7 +139,30 @@ def solve_sde(
         )
         return sol.ys if trajectory else sol.ys[-1]
 
-    return jax.lax.map(one, _path_keys(key, samples))
+    return jax.vmap(one)(_path_keys(key, samples))
+
+
+def brownian_increments(
+    net: ResNet, key: jax.Array, *, steps: int, samples: int = 1, dtype=jnp.float64
+) -> dict[str, jax.Array]:
+    """Increments of the driving Brownian motions over ``steps`` equal steps of ``[0, T]``.
+
+    The path of sample ``s`` is the one :func:`solve_sde` uses with the same ``key``.
+    Returns ``{"W": (samples, steps, n, n), "b": (samples, steps, n)}``; summing groups of
+    consecutive increments gives those of any coarser grid.
+    """
+    sde = net.sde()
+    sde.brownian_shapes()
+    check_samples(samples)
+    check_samples(steps, "steps")
+    grid = jnp.linspace(0.0, net.horizon, steps + 1)
+
+    @jax.jit
+    def one(keys):
+        bm = sde.brownian_motion(keys[1], dtype)
+        return jax.vmap(bm.evaluate)(grid[:-1], grid[1:])
+
+    return jax.vmap(one)(_path_keys(key, samples))
 
 
 def network_on_path(
@@ -151,6 +172,7 @@ def network_on_path(
     *,
     samples: int = 1,
     trajectory: bool = False,
+    increments: dict[str, jax.Array] | None = None,
     dtype=jnp.float64,
 ) -> jax.Array:
     """The finite network whose parameters are the Brownian increments of the SDE path.
@@ -160,23 +182,27 @@ def network_on_path(
     the network's law, coupled to :func:`solve_sde` with the same ``key``. For form A the
     result equals ``solve_sde(..., steps=net.depth)`` up to rounding (the Euler-Maruyama
     identity); for form B it converges to the SDE path as the depth grows.
+
+    ``increments`` (from :func:`brownian_increments` on a grid of ``m * depth`` steps, same
+    key) skips re-evaluating the path: groups of ``m`` fine increments are summed.
     """
-    sde = net.sde()
-    sde.brownian_shapes()
     x = check_inputs(net, x, dtype)
-    check_samples(samples)
-    L, dt = net.depth, net.dt
-    grid = jnp.linspace(0.0, net.horizon, L + 1)
+    if increments is None:
+        increments = brownian_increments(net, key, steps=net.depth, samples=samples,
+                                         dtype=dtype)
+    fine = increments["b"].shape[1]
+    if fine % net.depth:
+        raise ValueError(f"increments on {fine} steps cannot be grouped into depth "
+                         f"{net.depth}: the depth must divide the number of steps")
+    coarse = jax.tree.map(
+        lambda a: a.reshape(a.shape[0], net.depth, fine // net.depth, *a.shape[2:]).sum(2),
+        increments,
+    )
+    embed_keys = _path_keys(key, coarse["b"].shape[0])[:, 0]
 
     @jax.jit
-    def one(keys):
-        bm = sde.brownian_motion(keys[1], dtype)
-        dB = jax.vmap(bm.evaluate)(grid[:-1], grid[1:])
-        W = net.s_w * dB["W"]
-        if net.M is not None:
-            W = W + dt * jnp.asarray(net.M, dtype)
-        b = net.sigma_b * dB["b"] + dt * jnp.asarray(net.mu_b, dtype)
-        params = ResNetParams(blocks=LayerParams(W=W, b=b), embed_key=keys[0])
+    def one(dB, embed_key):
+        params = net.params_from_increments(dB, embed_key)
         return net.apply(params, x, trajectory=trajectory)
 
-    return jax.lax.map(one, _path_keys(key, samples))
+    return jax.vmap(one)(coarse, embed_keys)
