@@ -1,0 +1,88 @@
+"""The command line: outputs, JSON summary, and errors raised before any work."""
+
+import json
+
+import numpy as np
+import pytest
+from typer.testing import CliRunner
+
+from deeplimits.cli import app
+from deeplimits.storage import load_dataset
+
+runner = CliRunner()
+
+
+def test_simulate_writes_dataset_figure_and_json(tmp_path):
+    out = tmp_path / "sim.nc"
+    r = runner.invoke(app, ["simulate", "--form", "A", "--activation", "relu", "--width", "4",
+                            "--depth", "200", "--samples", "2000", "--inputs", "2",
+                            "--sampler", "exact", "--seed", "3", "--out", str(out), "--json"])
+    assert r.exit_code == 0, r.output
+    summary = json.loads(r.stdout)
+    assert summary["reference"].startswith("SDE")
+    assert summary["ks_pvalue"] > 1e-3  # the network at L = 200 is close to its limit
+    ds = load_dataset(out)
+    assert ds.x.shape == (2000, 2, 4)
+    assert json.loads(ds.attrs["config"])["depth"] == 200
+    assert ds.attrs["seed"] == 3 and "version_jax" in ds.attrs
+    assert (tmp_path / "sim.png").read_bytes()[:4] == b"\x89PNG"
+
+
+def test_simulate_closed_form_and_inputs_file(tmp_path):
+    x = tmp_path / "x.npy"
+    np.save(x, np.ones((1, 3)))
+    out = tmp_path / "id.nc"
+    r = runner.invoke(app, ["simulate", "--activation", "identity", "--width", "3",
+                            "--depth", "300", "--samples", "3000", "--x", str(x),
+                            "--trajectory", "--out", str(out), "--json"])
+    assert r.exit_code == 0, r.output
+    summary = json.loads(r.stdout)
+    assert summary["reference"] == "closed-form log-normal norm"
+    assert load_dataset(out).x.shape == (3000, 301, 1, 3)
+
+
+@pytest.mark.parametrize("args,message", [
+    (["--width", "0"], "width must be a positive integer"),
+    (["--depth", "-3"], "depth must be a positive integer"),
+    (["--activation", "nope"], "unknown activation"),
+    (["--form", "B", "--activation", "relu"], "form B needs"),
+    (["--sampler", "exact", "--law", "rademacher"], "exact only for Gaussian"),
+    (["--sampler", "sde", "--scaling", "iid"], "no diffusion limit"),
+    (["--samples", "0"], "samples must be a positive integer"),
+    (["--out", "x.txt"], "must end in .nc"),
+])
+def test_simulate_rejects_bad_input_before_writing(tmp_path, args, message):
+    r = runner.invoke(app, ["simulate", "--samples", "10", "--depth", "10",
+                            "--out", str(tmp_path / "s.nc"), *args])
+    assert r.exit_code == 2
+    assert message in " ".join(r.output.split())
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_simulate_rejects_nan_and_misshapen_inputs(tmp_path):
+    for arr, message in ((np.array([[1.0, np.nan, 0, 0]]), "NaN"),
+                         (np.ones((2, 3)), "inputs must have shape")):
+        np.save(tmp_path / "x.npy", arr)
+        r = runner.invoke(app, ["simulate", "--width", "4", "--x", str(tmp_path / "x.npy"),
+                                "--out", str(tmp_path / "o" / "s.nc")])
+        assert r.exit_code == 2 and message in r.output
+        assert not (tmp_path / "o").exists()
+
+
+def test_reproduce_one_claim_writes_report(tmp_path):
+    r = runner.invoke(app, ["reproduce", "--only", "F6-neuron", "--out", str(tmp_path)])
+    assert r.exit_code == 0, r.output
+    html = (tmp_path / "report.html").read_text()
+    assert "<table id=\"verdicts\">" in html and "F6-neuron" in html
+    assert "data:image/png;base64," in html and "class='pass'" in html
+    ds = load_dataset(tmp_path / "data" / "F6-neuron.nc")
+    assert ds.attrs["passed"] == 1 and ds.attrs["scale"] == "quick"
+    assert (tmp_path / "figures" / "F6-neuron.png").exists()
+
+
+def test_reproduce_lists_and_rejects_unknown_claims(tmp_path):
+    r = runner.invoke(app, ["reproduce", "--list"])
+    assert r.exit_code == 0 and "F2-tanh" in r.output
+    r = runner.invoke(app, ["reproduce", "--only", "Z9", "--out", str(tmp_path / "r")])
+    assert r.exit_code == 2 and "unknown claim" in r.output
+    assert not (tmp_path / "r").exists()
