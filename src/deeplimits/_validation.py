@@ -12,6 +12,8 @@ __all__ = ["check_inputs", "check_samples"]
 
 def check_samples(value, name: str = "samples") -> int:
     """A positive integer count."""
+    if isinstance(value, bool):
+        raise ValueError(f"{name} must be a positive integer, got {value!r}")
     try:
         count = operator.index(value)
     except TypeError:

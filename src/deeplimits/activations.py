@@ -101,6 +101,12 @@ def _erf_dual_deriv(k11, k22, k12):
     return (4 / jnp.pi) / jnp.sqrt((1 + 2 * k11) * (1 + 2 * k22) - 4 * k12**2)
 
 
+def _homogeneous_parts(fn) -> tuple[float, float]:
+    """``(a, b)`` with ``phi(x) = a relu(x) - b relu(-x)`` for positively homogeneous phi."""
+    with jax.ensure_compile_time_eval():
+        return float(fn(jnp.float64(1.0))), -float(fn(jnp.float64(-1.0)))
+
+
 class Activation(eqx.Module):
     """A coordinatewise activation phi with derivatives and Gaussian dual expectations.
 
@@ -110,6 +116,8 @@ class Activation(eqx.Module):
         closed_dual: optional closed form ``(k11, k22, k12) -> V_phi``.
         closed_dual_deriv: optional closed form ``(k11, k22, k12) -> V_phi'``.
         smooth: whether phi is C^2 at 0 (ReLU-like kinks are not); form B needs it.
+        homogeneous: whether phi(a x) = a phi(x) for a > 0 (ReLU, |x|, identity, leaky
+            ReLU): kernels then depend on a pair of inputs only through its norms and angle.
     """
 
     name: str
@@ -117,6 +125,7 @@ class Activation(eqx.Module):
     closed_dual: DualFn | None = None
     closed_dual_deriv: DualFn | None = None
     smooth: bool = True
+    homogeneous: bool = False
 
     def __call__(self, x: jax.Array) -> jax.Array:
         return self.fn(x)
@@ -150,22 +159,40 @@ class Activation(eqx.Module):
             return float(self.second_deriv(jnp.float64(0.0)))
 
     def dual(self, k11, k22, k12, *, nodes: int = 64) -> jax.Array:
-        """V_phi = E[phi(u) phi(u')], broadcast over arrays of 2 x 2 covariances."""
+        """V_phi = E[phi(u) phi(u')], broadcast over arrays of 2 x 2 covariances.
+
+        Closed forms where registered; for other positively homogeneous phi
+        (``a relu(x) - b relu(-x)``) the exact ``(a^2 + b^2) V_relu(k12) - 2ab V_relu(-k12)``;
+        otherwise ``nodes``-point product Gauss-Hermite quadrature.
+        """
+        k11, k22, k12 = _as_float(k11, k22, k12)
         if self.closed_dual is not None:
-            return self.closed_dual(*_as_float(k11, k22, k12))
+            return self.closed_dual(k11, k22, k12)
+        if self.homogeneous:
+            a, b = _homogeneous_parts(self.fn)
+            return ((a * a + b * b) * _relu_dual(k11, k22, k12)
+                    - 2 * a * b * _relu_dual(k11, k22, -k12))
         return self._quadrature(self.fn, k11, k22, k12, nodes)
 
     def dual_deriv(self, k11, k22, k12, *, nodes: int = 64) -> jax.Array:
         """V_phi' = E[phi'(u) phi'(u')], broadcast over arrays of 2 x 2 covariances."""
+        k11, k22, k12 = _as_float(k11, k22, k12)
         if self.closed_dual_deriv is not None:
-            return self.closed_dual_deriv(*_as_float(k11, k22, k12))
+            return self.closed_dual_deriv(k11, k22, k12)
+        if self.homogeneous:
+            a, b = _homogeneous_parts(self.fn)
+            return ((a * a + b * b) * _relu_dual_deriv(k11, k22, k12)
+                    + 2 * a * b * _relu_dual_deriv(k11, k22, -k12))
         return self._quadrature(self.deriv, k11, k22, k12, nodes)
 
     def mean(self, var, *, nodes: int = 64) -> jax.Array:
-        """nu(v) = E phi(sqrt(v) Z) for Z ~ N(0, 1)."""
+        """nu(v) = E phi(sqrt(v) Z) for Z ~ N(0, 1) (exact for homogeneous phi)."""
+        s = jnp.sqrt(jnp.asarray(var, jnp.float64))
+        if self.homogeneous:
+            a, b = _homogeneous_parts(self.fn)
+            return s * (a - b) / math.sqrt(2 * math.pi)
         z, w = gauss_hermite(nodes)
-        s = jnp.sqrt(jnp.asarray(var, jnp.float64))[..., None]
-        return jnp.sum(w * self.fn(s * z), axis=-1)
+        return jnp.sum(w * self.fn(s[..., None] * z), axis=-1)
 
     def second_moment(self, var, *, nodes: int = 64) -> jax.Array:
         """nu_2(v) = E phi(sqrt(v) Z)^2 = V_phi(v, v, v)."""
@@ -221,16 +248,18 @@ def register_activation(activation: Activation, *, overwrite: bool = False) -> A
 
 
 for _act in (
-    Activation("relu", jax.nn.relu, _relu_dual, _relu_dual_deriv, smooth=False),
-    Activation("abs", jnp.abs, _abs_dual, _abs_dual_deriv, smooth=False),
-    Activation("identity", lambda x: x, _identity_dual, _identity_dual_deriv),
+    Activation("relu", jax.nn.relu, _relu_dual, _relu_dual_deriv, smooth=False,
+               homogeneous=True),
+    Activation("abs", jnp.abs, _abs_dual, _abs_dual_deriv, smooth=False, homogeneous=True),
+    Activation("identity", lambda x: x, _identity_dual, _identity_dual_deriv,
+               homogeneous=True),
     Activation("tanh", jnp.tanh),
     Activation("erf", _erf, _erf_dual, _erf_dual_deriv),
     Activation("gelu", _gelu),
     Activation("swish", _swish),
     Activation("softplus_shifted", _softplus_shifted),
     Activation("sin", jnp.sin),
-    Activation("leaky_relu", _leaky_relu, smooth=False),
+    Activation("leaky_relu", _leaky_relu, smooth=False, homogeneous=True),
 ):
     register_activation(_act)
 

@@ -83,14 +83,15 @@ class Block(abc.ABC):
 
     def brownian_shapes(self, net: ResNet) -> dict[str, tuple[int, ...]]:
         """Shapes of the Brownian motions that drive the pathwise form of the SDE."""
-        raise NotImplementedError(
+        raise ValueError(
             f"form {self.name} has no finite-dimensional pathwise noise; "
             "sample it in law with sample_sde instead"
         )
 
     def noise(self, net: ResNet, X: jax.Array, dB: dict[str, jax.Array]) -> jax.Array:
         """Pathwise noise increment given Brownian increments ``dB``."""
-        raise NotImplementedError(self.brownian_shapes(net))
+        self.brownian_shapes(net)  # raises for forms without pathwise noise
+        raise NotImplementedError
 
     def euler_step(self, net: ResNet, key: jax.Array, X: jax.Array, h: float) -> jax.Array:
         """One Euler-Maruyama step of size ``h`` of the limiting SDE, in law."""

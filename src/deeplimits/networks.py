@@ -259,7 +259,9 @@ def hayou_resnet(
 
 
 def _as_int(value):
-    # numpy integers are integers too; anything else is left for the check to report
+    # numpy integers are integers too; anything else (bools included) is left for the check
+    if isinstance(value, bool):
+        return value
     try:
         return operator.index(value)
     except TypeError:

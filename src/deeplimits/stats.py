@@ -142,7 +142,10 @@ def binomial_test(successes: int, trials: int, p: float) -> TestResult:
 
 def loglog_slope(x, y, level: float = 0.95) -> Slope:
     """OLS slope of ``log y`` against ``log x`` with a t-interval (at least 3 points)."""
-    lx, ly = np.log(_flat(x)), np.log(_flat(y))
+    fx, fy = _flat(x), _flat(y)
+    if np.any(fx <= 0) or np.any(fy <= 0):
+        raise ValueError("a log-log slope needs positive x and y")
+    lx, ly = np.log(fx), np.log(fy)
     if lx.size != ly.size or lx.size < 3:
         raise ValueError("a slope needs at least 3 (x, y) pairs of equal length")
     r = _st.linregress(lx, ly)
