@@ -47,7 +47,11 @@ class InputLayer(eqx.Module):
 
     def gram(self, x: jax.Array) -> jax.Array:
         """``K_0`` for the rows of ``x`` (``(k, d) -> (k, k)``)."""
-        return self.sigma_a**2 + self.sigma_A**2 * (x @ x.T) / self.dim
+        return self.gram_between(x, x)
+
+    def gram_between(self, x1: jax.Array, x2: jax.Array) -> jax.Array:
+        """``K_0(x1_i, x2_j) = sigma_a^2 + sigma_A^2 <x1_i, x2_j> / d``."""
+        return self.sigma_a**2 + self.sigma_A**2 * (x1 @ x2.T) / self.dim
 
     def embed(self, key, x, width: int, law: ParameterLaw) -> jax.Array:
         """Draw the layer and apply it to the rows of ``x``: ``(k, d) -> (k, width)``.
