@@ -20,6 +20,7 @@ from .activations import (  # noqa: E402
     register_activation,
 )
 from .blocks import Block, FormA, FormB, FormC, LayerParams, get_block  # noqa: E402
+from .kernels import Kernel, kernel, nngp, ntk  # noqa: E402
 from .laws import CustomLaw, Gaussian, ParameterLaw, Rademacher, Uniform, get_law  # noqa: E402
 from .networks import InputLayer, Readout, ResNet, ResNetParams, hayou_resnet  # noqa: E402
 from .samplers import (  # noqa: E402
@@ -52,6 +53,7 @@ __all__ = [
     "FormC",
     "Gaussian",
     "InputLayer",
+    "Kernel",
     "LayerParams",
     "ParameterLaw",
     "Rademacher",
@@ -69,7 +71,10 @@ __all__ = [
     "get_law",
     "get_sampler",
     "hayou_resnet",
+    "kernel",
     "network_on_path",
+    "nngp",
+    "ntk",
     "register_activation",
     "sample",
     "sample_sde",
