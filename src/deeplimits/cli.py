@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import json
 import time
-from enum import Enum
+from enum import StrEnum
 from pathlib import Path
 from typing import Annotated
 
@@ -24,24 +24,24 @@ app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_
 err = Console(stderr=True)
 
 
-class Form(str, Enum):
+class Form(StrEnum):
     A = "A"
     B = "B"
     C = "C"
 
 
-class SamplerName(str, Enum):
+class SamplerName(StrEnum):
     exact = "exact"
     dense = "dense"
     sde = "sde"
 
 
-class Scaling(str, Enum):
+class Scaling(StrEnum):
     shrinking = "shrinking"
     iid = "iid"
 
 
-class Scale(str, Enum):
+class Scale(StrEnum):
     quick = "quick"
     full = "full"
 

@@ -22,6 +22,7 @@ __all__ = [
     "mean_ci",
     "moments",
     "binomial_test",
+    "bonferroni",
     "loglog_slope",
     "ks_detectable_shift",
 ]
@@ -132,6 +133,13 @@ def moments(x, level: float = 0.99) -> dict[str, Estimate]:
     for name, value, se in (("variance", m2, var_se), ("excess_kurtosis", kurt, kurt_se)):
         out[name] = Estimate(float(value), float(se), value - z * se, value + z * se, level, n)
     return out
+
+
+def bonferroni(pvalues) -> float:
+    """Bonferroni-adjusted smallest p-value of a family of tests (capped at 1): the family
+    is rejected at level alpha when this is below alpha."""
+    p = _flat(pvalues)
+    return float(min(1.0, p.min() * p.size))
 
 
 def binomial_test(successes: int, trials: int, p: float) -> TestResult:

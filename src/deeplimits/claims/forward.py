@@ -193,7 +193,7 @@ def _exact_compute(scale: str, seed: int) -> xr.Dataset:
         control.append((f"{form}/{act}/n={n}",
                         stats.ks_2samp(dense["<x0,x1>/n"], indep["<x0,x1>/n"]).pvalue))
     pvals = np.array([r[2] for r in rows])
-    adjusted = min(1.0, pvals.min() * pvals.size)
+    adjusted = stats.bonferroni(pvals)
     control_p = np.array([c[1] for c in control])
     passed = adjusted >= ALPHA and control_p.max() < 1e-6
     ds = xr.Dataset(
@@ -260,7 +260,7 @@ def _lognormal_compute(scale: str, seed: int) -> xr.Dataset:
         if act == "identity":
             hist[n] = logratio
     pvals = np.array(pvals)
-    adjusted = min(1.0, pvals.min() * pvals.size)
+    adjusted = stats.bonferroni(pvals)
     ds = xr.Dataset({"pvalue": ("test", pvals),
                      "logratio": (("width", "sample"), np.stack([hist[n] for n in NORM_WIDTHS]))},
                     coords={"test": names, "width": NORM_WIDTHS})
@@ -306,7 +306,7 @@ def _neuron_compute(scale: str, seed: int) -> xr.Dataset:
         if act == "identity":
             hist[n] = neuron
     p_mix, p_gauss = np.array(p_mix), np.array(p_gauss)
-    adjusted = min(1.0, p_mix.min() * p_mix.size)
+    adjusted = stats.bonferroni(p_mix)
     ds = xr.Dataset({"pvalue_mixture": ("test", p_mix), "pvalue_gaussian": ("test", p_gauss),
                      "neuron": (("width", "sample"), np.stack([hist[n] for n in NORM_WIDTHS]))},
                     coords={"test": names, "width": NORM_WIDTHS})
