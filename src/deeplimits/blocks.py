@@ -3,9 +3,11 @@
 Each form is one :class:`Block` that knows, for a network ``net`` and a stack of states
 ``X`` of shape ``(k, n)`` (one row per input, all sharing the parameter draw):
 
-* ``draw`` / ``apply``: the dense layer, parameters materialised (the reference);
-* ``exact_step``: one layer sampled exactly in law from the Gaussian conditional law of
-  the increment given ``X`` (needs Gaussian parameter noise);
+* ``param_shapes`` / ``params`` / ``apply``: the dense layer from standardised parameter
+  noise, parameters materialised (the reference);
+* ``exact_shapes`` / ``exact_apply``: one layer drawn exactly in law from the Gaussian
+  conditional law of the increment given ``X``, from standard normals (needs Gaussian
+  parameters);
 * ``drift`` / ``gram``: the limiting SDE ``dX = a(X) dt + noise``, where the noise columns
   (coordinates) are i.i.d. with the ``(k, k)`` cross-input covariance rate ``gram(X)``;
 * ``noise``: the pathwise (matrix Brownian motion) form of the noise, for strong
@@ -24,7 +26,7 @@ import equinox as eqx
 import jax
 import jax.numpy as jnp
 
-from ._linalg import correlated_normal
+from ._linalg import psd_sqrt
 
 if TYPE_CHECKING:
     from .networks import ResNet
@@ -44,9 +46,11 @@ class LayerParams(eqx.Module):
     U: jax.Array | None = None
 
 
-def _gaussian_step(key, X, mean, gram, h):
-    """``X + h * mean + sqrt(h) * N(0, h-free gram)`` with columns i.i.d. across coordinates."""
-    return X + h * mean + jnp.sqrt(h) * correlated_normal(key, gram, X.shape[-1], X.dtype)
+def _correlated(z, gram):
+    """``R z`` with ``R R^T = gram``: columns of ``z`` (``(k, n)``) i.i.d. ``N(0, I)`` become
+    i.i.d. ``N(0, gram)``; one input is a scalar scale (``O(n)``, no matmul)."""
+    root = psd_sqrt(gram).astype(z.dtype)
+    return root * z if gram.shape[-1] == 1 else root @ z
 
 
 def _pairwise_gram(X, Y=None):
@@ -54,25 +58,48 @@ def _pairwise_gram(X, Y=None):
 
 
 class Block(abc.ABC):
-    """One residual block form. Stateless: all numbers live on the network."""
+    """One residual block form. Stateless: all numbers live on the network.
+
+    Randomness enters only through standardised noise that does not depend on the state,
+    so samplers can draw the noise of many layers at once and then apply it.
+    """
 
     name: str
 
     def check(self, net: ResNet) -> None:
         """Raise ``ValueError`` if the form does not apply to ``net``."""
 
+    # -- dense layer ---------------------------------------------------------------------
     @abc.abstractmethod
-    def draw(self, net: ResNet, key: jax.Array, dtype) -> LayerParams:
-        """Draw one layer's parameters from the network's law."""
+    def param_shapes(self, net: ResNet) -> dict[str, tuple[int, ...]]:
+        """Shapes of one layer's standardised parameter noise (drawn from ``net.law``)."""
+
+    @abc.abstractmethod
+    def params(self, net: ResNet, eps: dict[str, jax.Array]) -> LayerParams:
+        """Scale standardised noise into one layer's parameters."""
 
     @abc.abstractmethod
     def apply(self, net: ResNet, p: LayerParams, X: jax.Array) -> jax.Array:
         """One dense layer ``x_{l-1} -> x_l`` applied to every row of ``X``."""
 
-    @abc.abstractmethod
-    def exact_step(self, net: ResNet, key: jax.Array, X: jax.Array) -> jax.Array:
-        """One layer drawn exactly in law (Gaussian parameters) without forming W."""
+    def draw(self, net: ResNet, key: jax.Array, dtype) -> LayerParams:
+        """Draw one layer's parameters from the network's law."""
+        shapes = self.param_shapes(net)
+        keys = jax.random.split(key, len(shapes))
+        eps = {name: net.law.sample(k, shape, dtype)
+               for k, (name, shape) in zip(keys, sorted(shapes.items()), strict=True)}
+        return self.params(net, eps)
 
+    # -- exact-in-law layer --------------------------------------------------------------
+    def exact_shapes(self, net: ResNet, inputs: int) -> dict[str, tuple[int, ...]]:
+        """Standard normal noise of one exact step for ``inputs`` stacked states."""
+        return {"z": (inputs, net.width)}
+
+    @abc.abstractmethod
+    def exact_apply(self, net: ResNet, z: dict[str, jax.Array], X: jax.Array) -> jax.Array:
+        """One layer drawn exactly in law (Gaussian parameters), given standard normals."""
+
+    # -- limit ---------------------------------------------------------------------------
     @abc.abstractmethod
     def drift(self, net: ResNet, X: jax.Array) -> jax.Array:
         """Drift ``a(X)`` of the limiting SDE, shape ``(k, n)``."""
@@ -80,6 +107,10 @@ class Block(abc.ABC):
     @abc.abstractmethod
     def gram(self, net: ResNet, X: jax.Array) -> jax.Array:
         """Cross-input covariance rate of every noise coordinate, shape ``(k, k)``."""
+
+    def euler_apply(self, net: ResNet, z: dict[str, jax.Array], X: jax.Array, h: float):
+        """One Euler-Maruyama step of size ``h`` of the limiting SDE, in law."""
+        return X + h * self.drift(net, X) + jnp.sqrt(h) * _correlated(z["z"], self.gram(net, X))
 
     def brownian_shapes(self, net: ResNet) -> dict[str, tuple[int, ...]]:
         """Shapes of the Brownian motions that drive the pathwise form of the SDE."""
@@ -93,25 +124,24 @@ class Block(abc.ABC):
         self.brownian_shapes(net)  # raises for forms without pathwise noise
         raise NotImplementedError
 
-    def euler_step(self, net: ResNet, key: jax.Array, X: jax.Array, h: float) -> jax.Array:
-        """One Euler-Maruyama step of size ``h`` of the limiting SDE, in law."""
-        return _gaussian_step(key, X, self.drift(net, X), self.gram(net, X), h)
-
 
 class _AffineNoise(Block):
-    """Forms whose block parameters are ``W = M dt + s_w sqrt(dt) E``, ``b = mu_b dt + ...``."""
+    """Forms whose block parameters are ``W = M dt + s_w sqrt(dt) E``, ``b = mu_b dt + ...``;
+    the same matrix and vector Brownian motions drive their limit."""
 
-    def draw(self, net, key, dtype):
-        kw, kb = jax.random.split(key)
-        n, dt = net.width, net.param_dt
-        W = net.s_w * jnp.sqrt(dt) * net.law.sample(kw, (n, n), dtype)
-        b = net.sigma_b * jnp.sqrt(dt) * net.law.sample(kb, (n,), dtype)
+    def param_shapes(self, net):
+        return {"W": (net.width, net.width), "b": (net.width,)}
+
+    def params(self, net, eps):
+        dt, dtype = net.param_dt, eps["W"].dtype
+        W = net.s_w * jnp.sqrt(dt) * eps["W"]
         if net.M is not None:
             W = W + dt * jnp.asarray(net.M, dtype)
-        return LayerParams(W=W, b=b + dt * jnp.asarray(net.mu_b, dtype))
+        b = net.sigma_b * jnp.sqrt(dt) * eps["b"] + dt * jnp.asarray(net.mu_b, dtype)
+        return LayerParams(W=W, b=b)
 
     def brownian_shapes(self, net):
-        return {"W": (net.width, net.width), "b": (net.width,)}
+        return self.param_shapes(net)
 
     def _linear_mean(self, net, H):
         mean = jnp.broadcast_to(jnp.asarray(net.mu_b, H.dtype), H.shape)
@@ -128,7 +158,7 @@ class FormA(_AffineNoise):
     """``x_l = x_{l-1} + b_l + W_l phi(x_{l-1})``.
 
     Limit: ``dX = (mu_b + M phi(X)) dt + sigma_b dB^b + s_w dB^W phi(X)``; with Gaussian
-    parameters the network is exactly its Euler-Maruyama scheme.
+    parameters the network is exactly its Euler-Maruyama scheme, so the exact step is one.
     """
 
     name = "A"
@@ -142,8 +172,8 @@ class FormA(_AffineNoise):
     def gram(self, net, X):
         return self._linear_gram(net, net.activation(X))
 
-    def exact_step(self, net, key, X):
-        return self.euler_step(net, key, X, net.param_dt)
+    def exact_apply(self, net, z, X):
+        return self.euler_apply(net, z, X, net.param_dt)
 
     def noise(self, net, X, dB):
         return self._linear_noise(net, net.activation(X), dB)
@@ -182,12 +212,11 @@ class FormB(_AffineNoise):
     def gram(self, net, X):
         return net.activation.p1**2 * self._linear_gram(net, X)
 
-    def exact_step(self, net, key, X):
-        z = _gaussian_step(
-            key, jnp.zeros_like(X), self._linear_mean(net, X), self._linear_gram(net, X),
-            net.param_dt,
-        )
-        return X + net.activation(z)
+    def exact_apply(self, net, z, X):
+        h = net.param_dt
+        pre = h * self._linear_mean(net, X) + jnp.sqrt(h) * _correlated(
+            z["z"], self._linear_gram(net, X))
+        return X + net.activation(pre)
 
     def noise(self, net, X, dB):
         return net.activation.p1 * self._linear_noise(net, X, dB)
@@ -210,25 +239,28 @@ class FormC(Block):
     def _inner_gram(self, net, X):
         return net.sigma_b**2 + net.sigma_w**2 * _pairwise_gram(X) / net.width
 
-    def draw(self, net, key, dtype):
-        kw, kb, ku = jax.random.split(key, 3)
+    def param_shapes(self, net):
+        n = net.width
+        return {"W": (n, n), "b": (n,), "U": (n, n)}
+
+    def params(self, net, eps):
         n = net.width
         return LayerParams(
-            W=net.sigma_w / jnp.sqrt(n) * net.law.sample(kw, (n, n), dtype),
-            b=net.sigma_b * net.law.sample(kb, (n,), dtype),
-            U=jnp.sqrt(net.param_dt) * net.sigma_u / jnp.sqrt(n)
-            * net.law.sample(ku, (n, n), dtype),
+            W=net.sigma_w / jnp.sqrt(n) * eps["W"],
+            b=net.sigma_b * eps["b"],
+            U=jnp.sqrt(net.param_dt) * net.sigma_u / jnp.sqrt(n) * eps["U"],
         )
 
     def apply(self, net, p, X):
         return X + net.activation(X @ p.W.T + p.b) @ p.U.T
 
-    def exact_step(self, net, key, X):
-        k_in, k_out = jax.random.split(key)
-        inner = correlated_normal(k_in, self._inner_gram(net, X), net.width, X.dtype)
-        post = net.activation(inner)
+    def exact_shapes(self, net, inputs):
+        return {"inner": (inputs, net.width), "outer": (inputs, net.width)}
+
+    def exact_apply(self, net, z, X):
+        post = net.activation(_correlated(z["inner"], self._inner_gram(net, X)))
         gamma = net.sigma_u**2 * _pairwise_gram(post) / net.width
-        return _gaussian_step(k_out, X, jnp.zeros_like(X), gamma, net.param_dt)
+        return X + jnp.sqrt(net.param_dt) * _correlated(z["outer"], gamma)
 
     def drift(self, net, X):
         return jnp.zeros_like(X)

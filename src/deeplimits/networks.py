@@ -211,12 +211,9 @@ class ResNet(eqx.Module):
         them is exactly Euler-Maruyama of its SDE driven by the same increments.
         """
         self.block.brownian_shapes(self)  # forms with no affine noise raise
-        dt = self.param_dt
-        W = self.s_w * dB["W"]
-        if self.M is not None:
-            W = W + dt * jnp.asarray(self.M, W.dtype)
-        b = self.sigma_b * dB["b"] + dt * jnp.asarray(self.mu_b, W.dtype)
-        return ResNetParams(blocks=LayerParams(W=W, b=b), embed_key=embed_key)
+        scale = 1.0 / math.sqrt(self.param_dt)  # increments are sqrt(dt) standard noise
+        blocks = self.block.params(self, {k: scale * v for k, v in dB.items()})
+        return ResNetParams(blocks=blocks, embed_key=embed_key)
 
     def embed(self, key: jax.Array, x: jax.Array) -> jax.Array:
         """Initial states ``(k, width)`` from inputs ``(k, input_dim)``."""

@@ -11,13 +11,15 @@ vectorised over samples and inputs, and reproducibly from one JAX key:
 * :class:`EulerMaruyama`: the limiting SDE with its own number of steps, every input
   driven by the same noise (in law, through the same Gram matrix).
 
-Sample ``s`` uses ``jax.random.split(key, samples)[s]`` and layer ``l`` folds ``l`` into
-it, so results do not depend on how the samples are chunked.
+Sample ``s`` uses ``jax.random.split(key, samples)[s]``; the noise of a block of
+consecutive layers (as many as fit 1024 floats) is drawn from that key folded with the
+block's index, so results do not depend on how the samples are chunked.
 """
 
 from __future__ import annotations
 
 import abc
+import math
 from collections.abc import Callable
 
 import equinox as eqx
@@ -26,6 +28,7 @@ import jax.numpy as jnp
 
 from ._progress import progress_callback
 from ._validation import check_inputs, check_samples
+from .laws import Gaussian, ParameterLaw
 from .networks import ResNet
 
 __all__ = [
@@ -41,10 +44,15 @@ __all__ = [
 OUTPUTS = ("state", "readout")
 # Floats that one chunk of samples may hold per layer (about 256 MB in float64).
 _CHUNK_FLOATS = 2**25
+# Noise floats drawn from one key: several layers per key for narrow networks, where
+# deriving a key per layer would cost more than the normals themselves.
+_NOISE_PER_KEY = 1024
 
 
 class Sampler(eqx.Module):
-    """A one-layer transition of the stacked states ``(k, n)`` of one network."""
+    """A one-layer transition of the stacked states ``(k, n)`` of one network, split into
+    state-independent standardised noise and its application, so that the noise of many
+    layers can be drawn in one call."""
 
     @property
     @abc.abstractmethod
@@ -57,13 +65,22 @@ class Sampler(eqx.Module):
     def steps(self, net: ResNet) -> int:
         """Number of transitions from ``t = 0`` to ``t = T``."""
 
+    def noise_law(self, net: ResNet) -> ParameterLaw:
+        """Law of the standardised noise entries (Gaussian unless stated)."""
+        return Gaussian()
+
     @abc.abstractmethod
-    def step(self, net: ResNet, key: jax.Array, X: jax.Array) -> jax.Array:
-        """One transition of the states ``X`` (``(k, n)``) of one network."""
+    def noise_shapes(self, net: ResNet, inputs: int) -> dict[str, tuple[int, ...]]:
+        """Shapes of one transition's noise."""
+
+    @abc.abstractmethod
+    def apply(self, net: ResNet, noise: dict[str, jax.Array], X: jax.Array) -> jax.Array:
+        """One transition of the states ``X`` (``(k, n)``) given its noise."""
 
     def floats_per_layer(self, net: ResNet, inputs: int) -> int:
         """Working memory of one transition for one sample, in floats."""
-        return 4 * inputs * net.width + inputs * inputs
+        noise = sum(math.prod(s) for s in self.noise_shapes(net, inputs).values())
+        return noise + 4 * inputs * net.width + inputs * inputs
 
 
 class DenseSampler(Sampler):
@@ -76,11 +93,14 @@ class DenseSampler(Sampler):
     def steps(self, net):
         return net.depth
 
-    def step(self, net, key, X):
-        return net.block.apply(net, net.block.draw(net, key, X.dtype), X)
+    def noise_law(self, net):
+        return net.law
 
-    def floats_per_layer(self, net, inputs):
-        return 3 * net.width * net.width + 4 * inputs * net.width
+    def noise_shapes(self, net, inputs):
+        return net.block.param_shapes(net)
+
+    def apply(self, net, noise, X):
+        return net.block.apply(net, net.block.params(net, noise), X)
 
 
 class ExactSampler(Sampler):
@@ -100,8 +120,11 @@ class ExactSampler(Sampler):
     def steps(self, net):
         return net.depth
 
-    def step(self, net, key, X):
-        return net.block.exact_step(net, key, X)
+    def noise_shapes(self, net, inputs):
+        return net.block.exact_shapes(net, inputs)
+
+    def apply(self, net, noise, X):
+        return net.block.exact_apply(net, noise, X)
 
 
 class EulerMaruyama(Sampler):
@@ -119,8 +142,11 @@ class EulerMaruyama(Sampler):
     def steps(self, net):
         return self.num_steps
 
-    def step(self, net, key, X):
-        return net.block.euler_step(net, key, X, net.horizon / self.num_steps)
+    def noise_shapes(self, net, inputs):
+        return {"z": (inputs, net.width)}
+
+    def apply(self, net, noise, X):
+        return net.block.euler_apply(net, noise, X, net.horizon / self.num_steps)
 
 
 def get_sampler(spec: str | Sampler, net: ResNet, steps: int | None = None) -> Sampler:
@@ -136,22 +162,49 @@ def get_sampler(spec: str | Sampler, net: ResNet, steps: int | None = None) -> S
     raise ValueError(f"unknown sampler {spec!r}; choose 'dense', 'exact' or 'sde'")
 
 
+def layers_per_key(sampler: Sampler, net: ResNet, inputs: int) -> int:
+    """Transitions whose noise one key draws at once: as many as fit ``_NOISE_PER_KEY``
+    floats, balanced over the steps. Depends on the network only, never on chunking."""
+    steps = sampler.steps(net)
+    per_step = sum(math.prod(s) for s in sampler.noise_shapes(net, inputs).values())
+    most = max(1, min(steps, _NOISE_PER_KEY // per_step))
+    blocks = -(-steps // most)
+    return -(-steps // blocks)
+
+
 @eqx.filter_jit
 def _run_chunk(sampler: Sampler, net: ResNet, x, keys, trajectory: bool, output: str):
     steps = sampler.steps(net)
+    inputs = x.shape[0]
+    per_key = layers_per_key(sampler, net, inputs)
+    blocks = -(-steps // per_key)
+    shapes = sorted(sampler.noise_shapes(net, inputs).items())
+    law = sampler.noise_law(net)
 
     def one(key):
         k_embed, k_layers, k_out = jax.random.split(key, 3)
         X0 = net.embed(k_embed, x)
 
-        def layer(X, l):
-            Y = sampler.step(net, jax.random.fold_in(k_layers, l), X)
-            return Y, (Y if trajectory else None)
+        def block(X, b):
+            bkey = jax.random.fold_in(k_layers, b)
+            noise = {name: law.sample(jax.random.fold_in(bkey, i), (per_key, *shape), X.dtype)
+                     for i, (name, shape) in enumerate(shapes)}
 
-        XT, path = jax.lax.scan(layer, X0, jnp.arange(steps))
+            def layer(X, item):
+                l, eps = item
+                Y = sampler.apply(net, eps, X)
+                Y = jnp.where(l < steps, Y, X)  # the last block may overhang the depth
+                return Y, (Y if trajectory else None)
+
+            return jax.lax.scan(layer, X, (b * per_key + jnp.arange(per_key), noise))
+
+        XT, path = jax.lax.scan(block, X0, jnp.arange(blocks))
         if output == "readout":
             return net.readout.apply(k_out, XT, net.activation, net.law)
-        return jnp.concatenate([X0[None], path]) if trajectory else XT
+        if not trajectory:
+            return XT
+        path = path.reshape(blocks * per_key, *X0.shape)[:steps]
+        return jnp.concatenate([X0[None], path])
 
     return jax.vmap(one)(keys)
 

@@ -154,9 +154,12 @@ class IndependentNoiseSampler(ExactSampler):
     def name(self) -> str:
         return "independent"
 
-    def step(self, net, key, X):
-        keys = jax.random.split(key, X.shape[0])
-        return jax.vmap(lambda k, x: net.block.exact_step(net, k, x[None])[0])(keys, X)
+    def noise_shapes(self, net, inputs):
+        one = net.block.exact_shapes(net, 1)
+        return {name: (inputs, *shape) for name, shape in one.items()}
+
+    def apply(self, net, noise, X):
+        return jax.vmap(lambda z, x: net.block.exact_apply(net, z, x[None])[0])(noise, X)
 
 
 EXACT_CONFIGS = [("A", "tanh"), ("A", "relu"), ("B", "swish"), ("C", "relu")]
