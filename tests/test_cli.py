@@ -86,3 +86,40 @@ def test_reproduce_lists_and_rejects_unknown_claims(tmp_path):
     r = runner.invoke(app, ["reproduce", "--only", "Z9", "--out", str(tmp_path / "r")])
     assert r.exit_code == 2 and "unknown claim" in r.output
     assert not (tmp_path / "r").exists()
+
+
+def test_kernel_command_matches_the_library(tmp_path):
+    import math
+
+    import deeplimits as dl
+
+    x = np.random.default_rng(0).standard_normal((20, 4))
+    np.save(tmp_path / "x.npy", x)
+    r = runner.invoke(app, ["kernel", "--x", str(tmp_path / "x.npy"), "--form", "C",
+                            "--activation", "relu", "--sigma-b", "0.5", "--no-input-layer",
+                            "--depth", "inf", "--out", str(tmp_path / "k.nc")])
+    assert r.exit_code == 0, r.output
+    ds = load_dataset(tmp_path / "k.nc")
+    net = dl.ResNet(width=4, depth=1, form="C", activation="relu", sigma_b=0.5)
+    ref = dl.kernel(net, x, depth=math.inf)
+    np.testing.assert_allclose(ds.nngp.values, ref.nngp, rtol=1e-12)
+    np.testing.assert_allclose(ds.ntk.values, ref.ntk, rtol=1e-12)
+    r = runner.invoke(app, ["kernel", "--x", str(tmp_path / "x.npy"), "--which", "ntk",
+                            "--depth", "30", "--out", str(tmp_path / "k.npy")])
+    assert r.exit_code == 0, r.output
+    net = dl.ResNet(width=4, depth=30, activation="relu", input_layer=dl.InputLayer(4))
+    np.testing.assert_allclose(np.load(tmp_path / "k.npy"), dl.ntk(net, x), rtol=1e-12)
+
+
+@pytest.mark.parametrize("args,message", [
+    (["--depth", "0"], "depth must be a positive integer or 'inf'"),
+    (["--which", "all"], "--which"),
+    (["--out", "k.txt"], "must end in .npy"),
+    (["--no-input-layer"], "input layer"),
+])
+def test_kernel_command_rejects_bad_options(tmp_path, args, message):
+    np.save(tmp_path / "x.npy", np.ones((3, 2)))
+    r = runner.invoke(app, ["kernel", "--x", str(tmp_path / "x.npy"),
+                            "--out", str(tmp_path / "o" / "k.nc"), *args])
+    assert r.exit_code == 2 and message in " ".join(r.output.split())
+    assert not (tmp_path / "o").exists()

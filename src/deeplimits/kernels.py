@@ -31,12 +31,14 @@ from __future__ import annotations
 import abc
 import dataclasses
 import math
+from collections.abc import Callable
 
 import equinox as eqx
 import jax
 import jax.numpy as jnp
 import numpy as np
 
+from ._progress import progress_callback
 from .networks import Readout, ResNet
 
 __all__ = ["Kernel", "kernel", "nngp", "ntk", "DEFAULT_STEPS"]
@@ -351,6 +353,7 @@ def kernel(
     max_memory: int = DEFAULT_MEMORY,
     out_nngp=None,
     out_ntk=None,
+    progress: bool | Callable[[int], None] = False,
 ) -> Kernel:
     """NNGP and NTK of the infinitely wide version of ``net``.
 
@@ -368,6 +371,8 @@ def kernel(
             kernel is computed in square tiles of pairs that fit it.
         out_nngp, out_ntk: optional array-likes (a NumPy memmap, a Zarr array) of shape
             ``(N1, N2)`` to write into instead of allocating.
+        progress: ``True`` for a progress bar over tiles, or a callback taking the number
+            of tiles just done.
 
     Returns:
         A :class:`Kernel` of float64 arrays.
@@ -395,8 +400,9 @@ def kernel(
         coef, growth = _chebyshev_tables(dyn, depth, steps, net.horizon,
                                          train_input_layer and net.input_layer is not None,
                                          _CHEBYSHEV_NODES)
-    for i in range(0, N1, block):
-        for j in range(0, N2, block):
+    tiles = [(i, j) for i in range(0, N1, block) for j in range(0, N2, block)]
+    with progress_callback(progress, len(tiles), "kernel tiles") as advance:
+        for i, j in tiles:
             xa, xb = x1[i : i + block], x2[j : j + block]
             if use_homog:
                 k12 = _initial_gram(net, xa, xb)
@@ -409,6 +415,7 @@ def kernel(
             K[i : i + block, j : j + block] = np.asarray(sv2 * R + sv02)
             if compute_ntk:
                 T[i : i + block, j : j + block] = np.asarray(sv2 * Th + sv02)
+            advance(1)
     for name, arr in (("NNGP", K), ("NTK", T)):
         if arr is not None and isinstance(arr, np.ndarray) and not np.all(np.isfinite(arr)):
             raise FloatingPointError(f"the {name} has non-finite entries: the dynamics blew "
