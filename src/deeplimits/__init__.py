@@ -12,7 +12,7 @@ import jax as _jax
 
 _jax.config.update("jax_enable_x64", True)
 
-from . import closed_forms, stats  # noqa: E402
+from . import closed_forms, inference, stats  # noqa: E402
 from .activations import (  # noqa: E402
     Activation,
     activation_names,
@@ -21,6 +21,7 @@ from .activations import (  # noqa: E402
 )
 from .blocks import Block, FormA, FormB, FormC, LayerParams, get_block  # noqa: E402
 from .kernels import Kernel, kernel, nngp, ntk  # noqa: E402
+from .estimators import ResNetKernel, ResNetKernelRegressor  # noqa: E402
 from .laws import CustomLaw, Gaussian, ParameterLaw, Rademacher, Uniform, get_law  # noqa: E402
 from .networks import InputLayer, Readout, ResNet, ResNetParams, hayou_resnet  # noqa: E402
 from .samplers import (  # noqa: E402
@@ -60,6 +61,8 @@ __all__ = [
     "Readout",
     "ResNet",
     "ResNetParams",
+    "ResNetKernel",
+    "ResNetKernelRegressor",
     "ResNetSDE",
     "Sampler",
     "Uniform",
@@ -71,6 +74,7 @@ __all__ = [
     "get_law",
     "get_sampler",
     "hayou_resnet",
+    "inference",
     "kernel",
     "network_on_path",
     "nngp",
