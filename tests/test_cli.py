@@ -123,3 +123,28 @@ def test_kernel_command_rejects_bad_options(tmp_path, args, message):
                             "--out", str(tmp_path / "o" / "k.nc"), *args])
     assert r.exit_code == 2 and message in " ".join(r.output.split())
     assert not (tmp_path / "o").exists()
+
+
+def test_regress_on_user_data_shows_form_b_is_linear(tmp_path):
+    rng = np.random.default_rng(0)
+    X = rng.standard_normal((80, 3))
+    np.save(tmp_path / "X.npy", X)
+    np.save(tmp_path / "y.npy", X[:, 0] ** 2 + 0.05 * rng.standard_normal(80))
+    r = runner.invoke(app, ["regress", "--x", str(tmp_path / "X.npy"), "--y",
+                            str(tmp_path / "y.npy"), "--out", str(tmp_path / "t.nc")])
+    assert r.exit_code == 0, r.output
+    t = load_dataset(tmp_path / "t.nc")
+    score = t.score.sel(dataset="X")
+    # a quadratic target: form B is no better than ridge, form C is far better
+    assert float(score.sel(model="B-weakly")) > 0.8 * float(score.sel(model="ridge"))
+    assert float(score.sel(model="C-weakly")) < 0.6 * float(score.sel(model="ridge"))
+
+
+@pytest.mark.parametrize("args,message", [
+    (["--dataset", "mnist"], "unknown data set"),
+    (["--x", "X.npy"], "--x and --y go together"),
+    (["--out", "t.csv"], "must end in .nc"),
+])
+def test_regress_rejects_bad_options(tmp_path, args, message):
+    r = runner.invoke(app, ["regress", *args])
+    assert r.exit_code == 2 and message in " ".join(r.output.split())

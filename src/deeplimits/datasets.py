@@ -48,6 +48,7 @@ __all__ = [
     "KERNEL_MODELS",
     "DataSplit",
     "load_split",
+    "split_arrays",
     "affine_residual",
     "regression_table",
     "format_table",
@@ -99,6 +100,26 @@ class DataSplit:
         return self.X_train.shape[1]
 
 
+def split_arrays(name: str, X, y, *, task: str = "auto", test_size: float = 0.25,
+                 seed: int = 0, max_samples: int | None = None) -> DataSplit:
+    """A :class:`DataSplit` of user arrays (``X``: ``(samples, features)``, ``y``: labels or
+    targets). ``task="auto"`` takes integer labels with few distinct values as classes."""
+    X = np.asarray(X, dtype=np.float64)
+    y = np.asarray(y)
+    if X.ndim != 2 or y.ndim != 1 or len(X) != len(y) or len(X) < 4:
+        raise ValueError(f"need X of shape (samples, features) and y of shape (samples,) with "
+                         f"at least 4 samples; got {X.shape} and {y.shape}")
+    if not np.all(np.isfinite(X)) or (y.dtype.kind == "f" and not np.all(np.isfinite(y))):
+        raise ValueError("X and y must be finite (found NaN or infinity)")
+    if task == "auto":
+        integer = y.dtype.kind in "iub" or np.all(np.mod(y, 1) == 0)
+        task = "classification" if integer and len(np.unique(y)) <= 20 else "regression"
+    if task not in ("classification", "regression"):
+        raise ValueError(f"task must be 'classification', 'regression' or 'auto', got {task!r}")
+    return _make_split(name, task, X, y, test_size=test_size, seed=seed,
+                       max_samples=max_samples)
+
+
 def load_split(name: str, *, max_samples: int | None = None, test_size: float = 0.25,
                seed: int = 0) -> DataSplit:
     """Load a bundled scikit-learn data set, optionally subsample (stratified for
@@ -108,7 +129,11 @@ def load_split(name: str, *, max_samples: int | None = None, test_size: float = 
         raise ValueError(f"unknown data set {name!r}; choose from {tuple(DATASETS)}")
     loader, task = DATASETS[name]
     X, y = loader(return_X_y=True)
-    X = np.asarray(X, dtype=np.float64)
+    return _make_split(name, task, np.asarray(X, dtype=np.float64), y, test_size=test_size,
+                       seed=seed, max_samples=max_samples)
+
+
+def _make_split(name, task, X, y, *, test_size, seed, max_samples) -> DataSplit:
     strat = y if task == "classification" else None
     if max_samples is not None and max_samples < len(X):
         X, _, y, _ = train_test_split(X, y, train_size=max_samples, random_state=seed,
@@ -291,8 +316,11 @@ def regression_table(
                                                 "fit_seconds")}
     text = np.full(shape, "", dtype=object)
     metric, n_train, n_test, n_feat = [], [], [], []
-    for i, name in enumerate(datasets):
-        split = load_split(name, max_samples=cfg["max_samples"], test_size=test_size, seed=seed)
+    splits = [d if isinstance(d, DataSplit) else
+              load_split(d, max_samples=cfg["max_samples"], test_size=test_size, seed=seed)
+              for d in datasets]
+    datasets = [s.name for s in splits]
+    for i, (name, split) in enumerate(zip(datasets, splits, strict=True)):
         metric.append("accuracy" if split.task == "classification" else "rmse")
         n_train.append(len(split.X_train))
         n_test.append(len(split.X_test))
