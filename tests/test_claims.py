@@ -23,8 +23,8 @@ def test_claim_passes_at_quick_scale(claim_id):
     assert figure_png(claim.plot(result.dataset))[:8] == b"\x89PNG\r\n\x1a\n"
 
 
-def test_claims_cover_the_foundation_issue():
+def test_claims_cover_the_issues():
     ids = set(registry())
     for required in ("F1", "F2-tanh", "F2-relu", "F4", "F5-swish", "F6-norm", "F6-neuron",
-                     "F7", "F8"):
+                     "F7", "F8", "K1-nngp", "K1-ntk", "K2", "K3", "K4-data"):
         assert required in ids

@@ -20,8 +20,14 @@ from .activations import (  # noqa: E402
     register_activation,
 )
 from .blocks import Block, FormA, FormB, FormC, LayerParams, get_block  # noqa: E402
-from .kernels import Kernel, kernel, nngp, ntk  # noqa: E402
+from .empirical import (  # noqa: E402
+    EmpiricalKernel,
+    empirical_nngp,
+    empirical_ntk,
+    standard_params,
+)
 from .estimators import ResNetKernel, ResNetKernelRegressor  # noqa: E402
+from .kernels import Kernel, kernel, nngp, ntk  # noqa: E402
 from .laws import CustomLaw, Gaussian, ParameterLaw, Rademacher, Uniform, get_law  # noqa: E402
 from .networks import InputLayer, Readout, ResNet, ResNetParams, hayou_resnet  # noqa: E402
 from .samplers import (  # noqa: E402
@@ -47,6 +53,7 @@ __all__ = [
     "Block",
     "CustomLaw",
     "DenseSampler",
+    "EmpiricalKernel",
     "EulerMaruyama",
     "ExactSampler",
     "FormA",
@@ -69,6 +76,8 @@ __all__ = [
     "activation_names",
     "brownian_increments",
     "closed_forms",
+    "empirical_nngp",
+    "empirical_ntk",
     "get_activation",
     "get_block",
     "get_law",
@@ -83,5 +92,6 @@ __all__ = [
     "sample",
     "sample_sde",
     "solve_sde",
+    "standard_params",
     "stats",
 ]

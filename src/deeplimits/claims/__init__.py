@@ -1,6 +1,7 @@
 """The claims that ``deeplimits reproduce`` checks, each with a verdict and a figure."""
 
-from . import forward  # noqa: F401  (registers the forward-propagation claims)
+# importing a module registers its claims, in this order in the report
+from . import forward, kernel_ode, kernels  # noqa: F401
 from ._base import SCALES, Claim, ClaimResult, Verdict, pick, register, registry
 
 __all__ = ["SCALES", "Claim", "ClaimResult", "Verdict", "pick", "register", "registry"]
