@@ -42,7 +42,7 @@ def _rate_compute(scale: str, seed: int) -> xr.Dataset:
         errors[name] = np.array(errs)
         slopes[name] = stats.loglog_slope(RATE_DEPTHS, errs)
     ac = [slopes["A relu"].slope, slopes["C relu"].slope]
-    b_tail = math.log(errors["B tanh"][-2] / errors["B tanh"][-1]) / math.log(1000 / 300)
+    b_tail = math.log(errors["B tanh"][-1] / errors["B tanh"][-2]) / math.log(1000 / 300)
     passed = all(-1.1 < s < -0.9 for s in ac) and -1.2 < b_tail < -0.8
     ds = xr.Dataset({"error": (("network", "depth"), np.stack(list(errors.values())))},
                     coords={"network": list(errors), "depth": RATE_DEPTHS})
