@@ -233,7 +233,17 @@ def machine() -> dict:
         pass
     import jaxlib
 
+    try:
+        root = Path(__file__).resolve().parent.parent
+        run = lambda *a: subprocess.run(["git", *a], cwd=root, capture_output=True,
+                                        text=True, check=True).stdout.strip()
+        commit = run("rev-parse", "--short", "HEAD")
+        if run("status", "--porcelain", "src"):
+            commit += " (src/ modified)"
+    except (OSError, subprocess.CalledProcessError):
+        commit = "unknown"
     return {
+        "commit": commit,
         "cpu": cpu,
         "cores": os.cpu_count(),
         "jax": jax.__version__,
@@ -292,6 +302,7 @@ def main() -> None:
     t_start = time.perf_counter()
     info = machine()
     load0 = os.getloadavg()
+    print(f"deeplimits at commit {info['commit']}")
     print(f"machine: {info['cpu']}, {info['cores']} cores, jax {info['jax']} / jaxlib "
           f"{info['jaxlib']} ({info['backend']}), PRNG {info['prng']}, {info['date']}")
     print(f"work: {SAMPLES} samples, depth {depth}, form A, ReLU, one input, float32; "
@@ -406,6 +417,7 @@ def main() -> None:
         block = "\n".join([
             START,
             f"Machine: **{info['cpu']}**, {info['cores']} cores, {platform.system()}; "
+            f"deeplimits at commit {info['commit']}; "
             f"jax {info['jax']}, jaxlib {info['jaxlib']} ({info['backend']}); default PRNG "
             f"`{info['prng']}` (partitionable: {info['threefry_partitionable']}); Python "
             f"{info['python']}; {info['date']}. Load average (1 min) {load0[0]:.2f} at "
