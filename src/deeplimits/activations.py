@@ -144,10 +144,11 @@ def _series_dual(f, k11, k22, k12):
 
     The coefficients are computed on each variance's own (unbroadcast) shape, so a call
     with ``k11`` of shape ``(B1, 1)`` and ``k22`` of shape ``(1, B2)`` costs ``B1 + B2``
-    coefficient sets plus one series per pair; ``k11 is k22`` computes them once. When the
-    three arguments are the same object the covariance is ``[[v, v], [v, v]]`` and the 1-D
-    second moment is returned. Odd or even ``f`` (detected exactly on the grid values) skip
-    the vanishing half of the coefficients and sum the series in ``rho^2``.
+    coefficient sets plus one series per pair; once only if ``k11 is k22`` or both hold the
+    same values (checked at run time). Diagonals ``[[v, v], [v, v]]`` (the same object three
+    times, or equal values in equal shapes) take the 1-D second moment instead. Odd or even
+    ``f`` (detected exactly on the grid values) skip the vanishing half of the coefficients
+    and sum the series in ``rho^2``.
     """
     if k11 is k22:
         if k12 is k11:
@@ -183,7 +184,7 @@ def _series(f, a, b, c, same):
         fp, fm = _folded(f, v.reshape(-1))
         m2 = (fp * fp + fm * fm) @ w
         sides.append((fp + fm, fp - fm, m2, _SERIES_TOL * jnp.maximum(1.0, m2)))
-    twins = not same and a.size == b.size and jnp.all(a.ravel() == b.ravel())
+    twins = (not same) and a.size == b.size and jnp.all(a.ravel() == b.ravel())
     no_even = functools.reduce(jnp.logical_or, [jnp.all(ev == 0) for ev, *_ in sides])
     no_odd = functools.reduce(jnp.logical_or, [jnp.all(od == 0) for _, od, *_ in sides])
 
