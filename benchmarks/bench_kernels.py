@@ -106,8 +106,8 @@ def main():
     big = rng.standard_normal((n_mem, 8))
     with tempfile.TemporaryDirectory(dir=os.environ.get("BENCH_TMP")) as tmp:
         block = int(math.sqrt(bound / 192))
-        out = zarr.open_array(str(Path(tmp) / "k.zarr"), mode="w", shape=(n_mem, n_mem),
-                              chunks=(block, block), dtype="f8", compressors=None)
+        out = zarr.create_array(str(Path(tmp) / "k.zarr"), shape=(n_mem, n_mem),
+                                chunks=(block, block), dtype="f8", compressors=None)
         before = peak_rss_mb()
         t = time.perf_counter()
         dl.kernel(net, big, depth=math.inf, compute_ntk=False, max_memory=bound,
