@@ -66,8 +66,6 @@ def test_form_b_closed_form_and_slow_convergence():
 def _second_difference_in_c0(net):
     """Second difference of K_f and Theta along c0 = <x, x'>/d at fixed norms."""
     e1, e2 = np.eye(5)[0], np.eye(5)[1]
-    angles = np.array([0.9, 1.2, 1.5])  # equally spaced cosines would be needed: use c0
-    del angles
     cs = np.array([-0.4, 0.0, 0.4])
     x2 = np.stack([c * e1 + math.sqrt(1 - c * c) * e2 for c in cs]) * math.sqrt(5)
     x1 = (e1 * math.sqrt(5))[None]

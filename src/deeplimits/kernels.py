@@ -237,15 +237,13 @@ def _initial_gram(net: ResNet, xa, xb):
 
 def _initial_state(net, dyn, x1, x2, train_input: bool):
     k12 = _initial_gram(net, x1, x2)
-    if net.form == "B":
-        m1 = jnp.zeros(x1.shape[0]) if net.input_layer is not None else x1.mean(1)
-        m2 = jnp.zeros(x2.shape[0]) if net.input_layer is not None else x2.mean(1)
-        q1 = _diag_gram(net, x1)
-        q2 = _diag_gram(net, x2)
-        h0 = k12 if (train_input and net.input_layer is not None) else jnp.zeros_like(k12)
-        return (m1, q1, m2, q2, k12, h0)
     h0 = k12 if (train_input and net.input_layer is not None) else jnp.zeros_like(k12)
-    return dyn.init(_diag_gram(net, x1), _diag_gram(net, x2), k12, h0)
+    q1, q2 = _diag_gram(net, x1), _diag_gram(net, x2)
+    if net.form != "B":
+        return dyn.init(q1, q2, k12, h0)
+    # form B also tracks coordinate means: zero behind an input layer, else those of x
+    mean = lambda x: jnp.zeros(x.shape[0]) if net.input_layer is not None else x.mean(1)
+    return (mean(x1), q1, mean(x2), q2, k12, h0)
 
 
 def _diag_gram(net, x):
