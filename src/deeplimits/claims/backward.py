@@ -1,0 +1,1 @@
+"""Claims of backward (being written)."""

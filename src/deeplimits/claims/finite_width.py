@@ -1,0 +1,1 @@
+"""Claims of finite_width (being written)."""

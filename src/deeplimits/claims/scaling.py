@@ -1,0 +1,1 @@
+"""Claims of scaling (being written)."""

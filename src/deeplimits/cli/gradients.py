@@ -1,0 +1,5 @@
+"""``deeplimits gradients`` (being written)."""
+
+import typer
+
+app = typer.Typer(no_args_is_help=True, help="gradients studies.")

@@ -1,0 +1,5 @@
+"""``deeplimits scaling`` (being written)."""
+
+import typer
+
+app = typer.Typer(no_args_is_help=True, help="scaling studies.")
