@@ -69,15 +69,58 @@ def test_simulate_rejects_nan_and_misshapen_inputs(tmp_path):
         assert not (tmp_path / "o").exists()
 
 
-def test_reproduce_one_claim_writes_report(tmp_path):
+def test_reproduce_one_claim_writes_report_resumes_and_redraws(tmp_path):
     r = runner.invoke(app, ["reproduce", "--only", "F6-neuron", "--out", str(tmp_path)])
     assert r.exit_code == 0, r.output
     html = (tmp_path / "report.html").read_text()
     assert "<table id=\"verdicts\">" in html and "F6-neuron" in html
     assert "data:image/png;base64," in html and "class='pass'" in html
-    ds = load_dataset(tmp_path / "data" / "F6-neuron.nc")
+    (data,) = (tmp_path / "data").glob("claim-F6-neuron-s0-*.nc")
+    ds = load_dataset(data)
     assert ds.attrs["passed"] == 1 and ds.attrs["scale"] == "quick"
-    assert (tmp_path / "figures" / "F6-neuron.png").exists()
+    figure = tmp_path / "figures" / "F6-neuron.png"
+    assert figure.exists()
+    # a second run finds the claim checked and does not rerun it
+    stamp = data.stat().st_mtime_ns
+    r = runner.invoke(app, ["reproduce", "--only", "F6-neuron", "--out", str(tmp_path)])
+    assert r.exit_code == 0 and data.stat().st_mtime_ns == stamp
+    # figures come back from the data alone
+    figure.unlink()
+    r = runner.invoke(app, ["plot", str(tmp_path)])
+    assert r.exit_code == 0 and figure.read_bytes()[:4] == b"\x89PNG"
+    r = runner.invoke(app, ["plot", str(data), "--out", str(tmp_path / "one.png")])
+    assert r.exit_code == 0 and (tmp_path / "one.png").exists()
+    r = runner.invoke(app, ["plot", str(tmp_path / "missing.nc")])
+    assert r.exit_code == 2 and "does not exist" in r.output
+
+
+def test_sweep_command_runs_collects_and_refuses_bad_files(tmp_path):
+    spec = tmp_path / "s.toml"
+    spec.write_text('study = "kernel"\nseeds = [0]\n[grid]\nactivation = ["relu", "erf"]\n'
+                    '[config]\nangles = 5\n')
+    r = runner.invoke(app, ["sweep", str(spec), "--out", str(tmp_path / "o"), "--executor",
+                            "inprocess"])
+    assert r.exit_code == 0, r.output
+    ds = load_dataset(tmp_path / "o" / "collected.nc")
+    assert dict(ds.sizes) == {"activation": 2, "seed": 1, "angle": 5}
+    # the collected numbers are the library's kernels
+    import math
+
+    import deeplimits as dl
+
+    net = dl.ResNet(width=2, depth=1, activation="erf", input_layer=dl.InputLayer(2))
+    x = np.sqrt(2.0) * np.array([[1.0, 0.0]])
+    want = dl.kernel(net, x, x, math.inf).nngp[0, 0]
+    assert ds.nngp.sel(activation="erf", seed=0).isel(angle=0) == pytest.approx(want, rel=1e-12)
+    r = runner.invoke(app, ["plot", str(tmp_path / "o" / "collected.nc")])
+    assert r.exit_code == 0 and (tmp_path / "o" / "collected.png").exists()
+    bad = tmp_path / "bad.toml"
+    bad.write_text('study = "kernel"\n[grid]\nwidth = [2]\n')
+    r = runner.invoke(app, ["sweep", str(bad), "--out", str(tmp_path / "b")])
+    assert r.exit_code == 2 and "not a parameter of study" in r.output
+    assert not (tmp_path / "b").exists()
+    r = runner.invoke(app, ["sweep", str(tmp_path / "none.toml")])
+    assert r.exit_code == 2 and "does not exist" in " ".join(r.output.split())
 
 
 def test_reproduce_lists_and_rejects_unknown_claims(tmp_path):

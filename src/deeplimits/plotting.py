@@ -10,7 +10,7 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
-__all__ = ["figure", "loglog_fit", "depth_ticks", "histogram"]
+__all__ = ["figure", "loglog_fit", "depth_ticks", "histogram", "sweep_figure"]
 
 
 def figure(ncols: int = 1, nrows: int = 1, width: float = 4.2, height: float = 3.3):
@@ -42,3 +42,40 @@ def histogram(ax, values, label: str, bins=60, clip: float = 0.2, **kwargs):
     lo, hi = np.percentile(v, [clip, 100 - clip])
     ax.hist(v, bins=np.linspace(lo, hi, bins + 1), density=True, histtype="step", label=label,
             **kwargs)
+
+
+def sweep_figure(ds, max_panels: int = 6):
+    """One panel per variable of a collected sweep: the variable (mean over seeds, with its
+    standard error as a bar) against the first grid axis, one line per value of the others.
+
+    Variables with dimensions of their own (beyond the grid axes and ``seed``) are skipped.
+    """
+    grid = [d for d in ds.dims if d != "seed" and d in ds.coords and all(
+        d in v.dims for v in ds.data_vars.values())]
+    names = [n for n, v in ds.data_vars.items() if set(v.dims) <= set(grid) | {"seed"}]
+    names = names[:max_panels] or list(ds.data_vars)[:1]
+    fig, axes = figure(ncols=min(3, len(names)), nrows=-(-len(names) // 3))
+    x_axis, rest = (grid[0], grid[1:]) if grid else (None, [])
+    for ax, name in zip(axes, names, strict=False):
+        var = ds[name]
+        mean = var.mean("seed") if "seed" in var.dims else var
+        count = var.sizes.get("seed", 1)
+        se = (var.std("seed", ddof=1) / np.sqrt(count)) if count > 1 else 0 * mean
+        if x_axis is None:
+            ax.bar([0], [float(mean)])
+        else:
+            lines = mean.stack(line=rest) if rest else mean.expand_dims(line=[""])
+            errors = se.stack(line=rest) if rest else se.expand_dims(line=[""])
+            for i in range(lines.sizes["line"]):
+                label = ", ".join(f"{k}={v}" for k, v in zip(
+                    rest, np.atleast_1d(lines["line"].values[i]), strict=False)) if rest else None
+                ax.errorbar(np.arange(ds.sizes[x_axis]), lines.isel(line=i),
+                            yerr=errors.isel(line=i), marker="o", capsize=2, label=label)
+            ax.set_xticks(np.arange(ds.sizes[x_axis]), [str(v) for v in ds[x_axis].values])
+            ax.set_xlabel(x_axis)
+            if rest and lines.sizes["line"] <= 8:
+                ax.legend(fontsize=7)
+        ax.set_title(name, fontsize=9)
+    for ax in axes[len(names):]:
+        ax.set_visible(False)
+    return fig

@@ -13,12 +13,13 @@ from . import conv, finite_width, gradients, scaling
 from .kernels import kernel, regress
 from .reproduce import reproduce
 from .simulate import simulate
+from .sweep import collect, plot, sweep
 
 __all__ = ["app"]
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_show_locals=False,
                   help="Very deep residual networks as diffusions: simulate and reproduce.")
-for command in (simulate, kernel, regress, reproduce):
+for command in (simulate, kernel, regress, reproduce, sweep, collect, plot):
     app.command()(command)
 # command groups, each a typer app of its own module
 for name, group in (("finite-width", finite_width.app), ("gradients", gradients.app),

@@ -1,4 +1,4 @@
-"""``deeplimits reproduce``: check every claim and write the report."""
+"""``deeplimits reproduce``: check every claim, as a resumable sweep, and write the report."""
 
 from __future__ import annotations
 
@@ -8,8 +8,7 @@ from typing import Annotated
 import jax
 import typer
 
-from .._progress import progress_bar
-from ._common import Scale, err, fail
+from ._common import ExecutorName, Scale, err, fail, make_executor
 
 
 def reproduce(
@@ -18,39 +17,55 @@ def reproduce(
     out: Annotated[Path, typer.Option(help="Results folder.")] = Path("results"),
     only: Annotated[list[str] | None, typer.Option(help="Claim ids (repeatable).")] = None,
     list_claims: Annotated[bool, typer.Option("--list", help="List the claims.")] = False,
+    executor: Annotated[ExecutorName, typer.Option(
+        help="inprocess, local (process pool) or dask.")] = ExecutorName.inprocess,
+    workers: Annotated[int | None, typer.Option(help="Worker processes.")] = None,
+    scheduler: Annotated[str | None, typer.Option(help="Dask scheduler address.")] = None,
+    retry_failed: Annotated[bool, typer.Option(help="Rerun claims that raised.")] = False,
 ) -> None:
-    """Check every claim and write results/report.html with figures and datasets."""
+    """Check every claim and write results/report.html with figures and datasets.
+
+    Claims already checked in the results folder (same scale and seed) are not rerun, so a
+    run that was interrupted resumes where it stopped.
+    """
+    from ..reproduce import claim_sweep, select_claims
     from ..reproduce import reproduce as run
-    from ..reproduce import select_claims
+    from ..storage import ResultStore
 
     try:
         claims = select_claims(only)
+        if list_claims:
+            for c in claims:
+                typer.echo(f"{c.id}\t{c.title}")
+            return
+        claim_sweep(scale.value, seed, only).validate()
+        ResultStore(out).check()
+        pool = make_executor(executor, workers, scheduler)
     except ValueError as exc:
         raise fail(str(exc)) from None
-    if list_claims:
-        for c in claims:
-            typer.echo(f"{c.id}\t{c.title}")
-        return
-    if out.exists() and not out.is_dir():
-        raise fail(f"results folder {out} exists and is not a directory")
     err.print(f"JAX backend: {jax.default_backend()}; {len(claims)} claims at {scale.value} "
-              f"scale, seed {seed}")
-    with progress_bar(console=err) as bar:
-        task = bar.add_task("claims", total=len(claims))
+              f"scale, seed {seed}, {executor.value} executor")
 
-        def started(cid):
-            bar.update(task, description=f"claim {cid}")
+    def finished(cell, outcome):
+        if outcome.error is not None:
+            err.print(f"[red]ERROR[/] {cell.parameters['claim']}: {outcome.error}")
+            return
+        a = outcome.dataset.attrs
+        mark = "[green]pass[/]" if a["passed"] else "[red]FAIL[/]"
+        err.print(f"{mark} {a['claim']}: {a['statistic']} = {float(a['measured']):.4g} "
+                  f"({outcome.seconds:.0f} s)")
 
-        def finished(result):
-            v = result.verdict
-            mark = "[green]pass[/]" if v.passed else "[red]FAIL[/]"
-            bar.console.print(f"{mark} {result.claim.id}: {v.statistic} = {v.measured:.4g} "
-                              f"({result.seconds:.0f} s)")
-            bar.advance(task)
-
-        results, report = run(out, scale=scale.value, seed=seed, only=only,
-                              on_claim=finished, on_start=started)
+    try:
+        results, failures, report = run(out, scale=scale.value, seed=seed, only=only,
+                                         executor=pool, retry_failed=retry_failed,
+                                         progress=True, on_cell=finished)
+    except ValueError as exc:  # raised before the first claim: the executor did not start
+        raise fail(str(exc)) from None
     passed = sum(r.verdict.passed for r in results)
-    err.print(f"{passed}/{len(results)} claims pass; report: {report}")
-    if passed < len(results):
+    total = len(results) + len(failures)
+    err.print(f"{passed}/{total} claims pass; report: {report}")
+    if failures:
+        err.print(f"[red]{len(failures)} claim(s) raised[/]: {sorted(failures)}; rerun with "
+                  "--retry-failed")
+    if passed < total:
         raise typer.Exit(code=1)

@@ -1,0 +1,197 @@
+"""Sweeps: deterministic cells, executors that agree bit for bit, a store that survives
+SIGKILL, failures reported and retried, and bad input refused before any work."""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import numpy as np
+import pytest
+import xarray as xr
+
+from deeplimits.storage import ResultStore, load_dataset
+from deeplimits.sweeps import (
+    DaskExecutor,
+    Study,
+    Sweep,
+    collect,
+    get_executor,
+    register_study,
+    run_sweep,
+    save_collected,
+)
+
+TINY = {"study": "forward", "seeds": [0, 1], "grid": {"width": [2, 3]},
+        "config": {"depth": 8, "samples": 64}}
+
+
+def _values(folder):
+    """Every stored cell's data, by key (attributes such as timings excluded)."""
+    out = {}
+    for path in sorted((folder / "data").glob("*.nc")):
+        ds = load_dataset(path)
+        out[path.stem] = {k: v.values for k, v in ds.data_vars.items()}
+    return out
+
+
+def test_cells_are_deterministic_and_distinct():
+    sweep = Sweep.from_dict(TINY)
+    a, b = sweep.cells(), Sweep.from_dict(json.loads(json.dumps(TINY))).cells()
+    assert [c.key for c in a] == [c.key for c in b] and len({c.key for c in a}) == 4
+    assert a[0].key.startswith("forward-2-s0-")
+    keys = [np.asarray(__import__("jax").random.key_data(c.jax_key())) for c in a]
+    assert len({k.tobytes() for k in keys}) == 4  # no two cells share randomness
+    # the fixed parameters enter the identity: another depth is another cell
+    other = Sweep.from_dict(TINY | {"config": {"depth": 9, "samples": 64}}).cells()
+    assert not {c.key for c in a} & {c.key for c in other}
+
+
+def test_executors_agree_bit_for_bit_and_collect(tmp_path):
+    sweep = Sweep.from_dict(TINY)
+    serial = run_sweep(sweep, tmp_path / "serial", executor="inprocess", progress=False)
+    assert len(serial.computed) == 4 and serial.complete
+    with_dask = run_sweep(sweep, tmp_path / "dask", executor=DaskExecutor(workers=2),
+                          progress=False)
+    assert with_dask.complete
+    a, b = _values(tmp_path / "serial"), _values(tmp_path / "dask")
+    assert a.keys() == b.keys()
+    for key in a:
+        for name in a[key]:
+            np.testing.assert_array_equal(a[key][name], b[key][name])
+    ds = collect(tmp_path / "serial")
+    assert dict(ds.sizes) == {"width": 2, "seed": 2, "quantile": 9}
+    assert ds.attrs["cells_finished"] == 4 and "version_deeplimits" in ds.attrs
+    # netCDF and Zarr hold the same numbers
+    for name in ("c.nc", "c.zarr"):
+        back = load_dataset(save_collected(ds, tmp_path / name))
+        xr.testing.assert_equal(back.log_norm_var, ds.log_norm_var)
+    # rerunning computes nothing
+    again = run_sweep(sweep, tmp_path / "serial", executor="inprocess", progress=False)
+    assert again.computed == () and len(again.skipped) == 4
+
+
+def test_local_processes_match_in_process(tmp_path):
+    sweep = Sweep.from_dict(TINY | {"seeds": [0]})
+    run_sweep(sweep, tmp_path / "a", executor="inprocess", progress=False)
+    run_sweep(sweep, tmp_path / "b", executor=get_executor("local", workers=2), progress=False)
+    a, b = _values(tmp_path / "a"), _values(tmp_path / "b")
+    assert a.keys() == b.keys()
+    for key in a:
+        np.testing.assert_array_equal(a[key]["neuron_quantile"], b[key]["neuron_quantile"])
+
+
+SPEC = """
+study = "forward"
+seeds = [0, 1, 2, 3]
+[grid]
+width = [2, 3, 4]
+[config]
+depth = 64
+samples = 4000
+"""
+
+
+def test_sigkill_then_rerun_completes_only_the_missing_cells(tmp_path):
+    spec = tmp_path / "s.toml"
+    spec.write_text(SPEC)
+    out = tmp_path / "run"
+    cmd = [sys.executable, "-c", "from deeplimits.cli import app; app()", "sweep", str(spec),
+           "--out", str(out), "--executor", "inprocess", "--collect", "none"]
+    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                            start_new_session=True)
+    deadline = time.monotonic() + 240
+    try:
+        while len(list((out / "data").glob("*.nc"))) < 3:
+            assert proc.poll() is None, "the sweep ended before it could be killed"
+            assert time.monotonic() < deadline, "no cell finished in time"
+            time.sleep(0.02)
+    finally:
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait()
+    survived = {p.stem for p in (out / "data").glob("*.nc")}
+    assert 3 <= len(survived) < 12, "the kill must land mid-sweep"
+    for key in survived:  # every visible file is a complete dataset
+        assert "log_norm_var" in load_dataset(out / "data" / f"{key}.nc")
+    ran = []
+    report = run_sweep(Sweep.from_toml(spec), out, executor="inprocess", progress=False,
+                       on_cell=lambda cell, outcome: ran.append(cell.key))
+    assert set(ran) == {c.key for c in report.cells} - survived  # exactly the missing ones
+    assert report.complete and not list((out / "data").glob(".*.tmp"))
+    # and the resumed results equal an uninterrupted run's
+    clean = tmp_path / "clean"
+    run_sweep(Sweep.from_toml(spec).__class__(**{**Sweep.from_toml(spec).__dict__,
+                                                 "seeds": (0,)}), clean,
+              executor="inprocess", progress=False)
+    resumed, fresh = _values(out), _values(clean)
+    for key in fresh:
+        np.testing.assert_array_equal(resumed[key]["neuron_quantile"],
+                                      fresh[key]["neuron_quantile"])
+
+
+_FAIL = {"armed": True}
+
+
+def _flaky(cell):
+    if cell.parameters["x"] == 2 and _FAIL["armed"]:
+        raise RuntimeError("cell two is broken")
+    return xr.Dataset({"y": cell.parameters["x"] ** 2})
+
+
+register_study(Study("test-flaky", _flaky, {"x": 0}))
+
+
+def test_failed_cells_are_reported_kept_out_and_retried_on_request(tmp_path):
+    sweep = Sweep("test-flaky", grid={"x": [1, 2, 3]})
+    _FAIL["armed"] = True
+    first = run_sweep(sweep, tmp_path, executor="inprocess", progress=False)
+    (key,) = first.failed
+    assert "cell two is broken" in first.failed[key] and len(first.computed) == 2
+    record = ResultStore(tmp_path).failure(key)
+    assert record["params"]["x"] == 2 and "RuntimeError" in record["traceback"]
+    assert ResultStore(tmp_path).manifest()["cells"][key]["status"] == "failed"
+    _FAIL["armed"] = False
+    skipped = run_sweep(sweep, tmp_path, executor="inprocess", progress=False)
+    assert skipped.computed == () and key in skipped.failed  # not retried unasked
+    partial = collect(tmp_path)
+    assert np.isnan(partial.y.sel(x=2, seed=0)) and partial.y.sel(x=3, seed=0) == 9
+    retried = run_sweep(sweep, tmp_path, executor="inprocess", progress=False,
+                        retry_failed=True)
+    assert retried.computed == (key,) and retried.complete
+    assert ResultStore(tmp_path).failure(key) is None
+
+
+@pytest.mark.parametrize("spec, message", [
+    ({"study": "nope"}, "unknown study"),
+    ({"study": "forward", "grid": {"colour": [1]}}, "not a parameter of study"),
+    ({"study": "forward", "grid": {"width": []}}, "non-empty list"),
+    ({"study": "forward", "seeds": [-1]}, "non-negative integers"),
+    ({"study": "forward", "grid": {"width": [0]}}, "width"),
+    ({"study": "forward", "grid": {"depth": [4]}, "config": {"depth": 4}}, "both in grid"),
+    ({"study": "claim"}, "needs ['claim']"),
+    ({"study": "claim", "grid": {"claim": ["Z9"]}}, "unknown claim"),
+    ({"study": "forward", "speed": 3}, "unknown sweep entries"),
+])
+def test_bad_sweeps_are_refused_before_any_work(tmp_path, spec, message):
+    with pytest.raises(ValueError, match=message.replace("[", r"\[").replace("]", r"\]")):
+        run_sweep(Sweep.from_dict(spec), tmp_path / "out", executor="inprocess")
+    assert not (tmp_path / "out").exists()
+
+
+def test_folder_of_another_version_and_unreachable_scheduler(tmp_path):
+    old = tmp_path / "old"
+    (old / "data").mkdir(parents=True)
+    manifest = {"deeplimits_version": "0.0.1", "cells": {}}
+    (old / "manifest.json").write_text(json.dumps(manifest))
+    with pytest.raises(ValueError, match="written by deeplimits 0.0.1"):
+        run_sweep(Sweep.from_dict(TINY), old, executor="inprocess")
+    assert json.loads((old / "manifest.json").read_text()) == manifest
+    assert not list((old / "data").iterdir())
+    with pytest.raises(ValueError, match="cannot reach the Dask scheduler"):
+        run_sweep(Sweep.from_dict(TINY), tmp_path / "new",
+                  executor=DaskExecutor("tcp://127.0.0.1:9", timeout=1))
+    assert not (tmp_path / "new").exists()
+    with pytest.raises(ValueError, match="needs the dask executor"):
+        get_executor("local", scheduler="tcp://127.0.0.1:9")
