@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import datetime
+import functools
 import importlib.metadata
 import json
 import os
@@ -28,6 +29,7 @@ PACKAGES = ("deeplimits", "jax", "jaxlib", "equinox", "diffrax", "numpy", "scipy
             "h5netcdf", "matplotlib")
 
 
+@functools.cache
 def _version(name: str) -> str:
     try:
         return importlib.metadata.version(name)
