@@ -12,7 +12,7 @@ import jax as _jax
 
 _jax.config.update("jax_enable_x64", True)
 
-from . import closed_forms, inference, stats  # noqa: E402
+from . import closed_forms, inference, stats, sweeps  # noqa: E402
 from .activations import (  # noqa: E402
     Activation,
     activation_names,
@@ -45,6 +45,7 @@ from .sde import (  # noqa: E402
     network_on_path,
     solve_sde,
 )
+from .sweeps import Sweep, collect, run_sweep  # noqa: E402
 
 __version__ = "0.1.0"
 
@@ -72,10 +73,12 @@ __all__ = [
     "ResNetKernelRegressor",
     "ResNetSDE",
     "Sampler",
+    "Sweep",
     "Uniform",
     "activation_names",
     "brownian_increments",
     "closed_forms",
+    "collect",
     "empirical_nngp",
     "empirical_ntk",
     "get_activation",
@@ -89,9 +92,11 @@ __all__ = [
     "nngp",
     "ntk",
     "register_activation",
+    "run_sweep",
     "sample",
     "sample_sde",
     "solve_sde",
     "standard_params",
     "stats",
+    "sweeps",
 ]
