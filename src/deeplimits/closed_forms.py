@@ -6,6 +6,14 @@
   for an isotropic Gaussian start (§6.3);
 * :func:`discrete_log_norm`: the exact law at finite depth, as i.i.d. per-layer ratios;
 * :func:`moment_ode`: first and second moments for the identity activation (§6.5).
+
+Fixed width, infinite depth (``finite_width.md`` §4-§7), for Hayou's network:
+
+* :func:`gbm_activation`: recognise ``phi = a x + b`` or ``phi = a |x - c|``, the
+  activations for which ``|phi(X_t)|`` is a geometric Brownian motion;
+* :func:`gbm_log_norm_law`, :func:`gbm_norm_law`, :func:`gbm_neuron_law`: its laws;
+* :func:`relu_residual_law`, :func:`relu_live_active_mean`, :func:`relu_initial_log_drift`:
+  the ReLU post-activation norm identity and the initial drift behind the regime change.
 """
 
 from __future__ import annotations
@@ -29,6 +37,14 @@ __all__ = [
     "discrete_log_norm",
     "moment_ode",
     "norm_volatility",
+    "GBMActivation",
+    "gbm_activation",
+    "gbm_log_norm_law",
+    "gbm_norm_law",
+    "gbm_neuron_law",
+    "relu_residual_law",
+    "relu_live_active_mean",
+    "relu_initial_log_drift",
 ]
 
 
@@ -170,3 +186,165 @@ def moment_ode(net: ResNet, x0, ts) -> tuple[np.ndarray, np.ndarray]:
         stepsize_controller=diffrax.PIDController(rtol=1e-10, atol=1e-12),
     )
     return np.asarray(sol.ys[0]), np.asarray(sol.ys[1])
+
+
+# -- fixed width, infinite depth (finite_width.md §4-§7) ---------------------------------------
+
+# Grid on which an activation is recognised as a member of the GBM family: irrational
+# offset so that no node falls exactly on a kink at a round number.
+_GBM_GRID = np.linspace(-8.0, 8.0, 1601) + 1e-3 * math.pi
+
+
+@dataclasses.dataclass(frozen=True)
+class GBMActivation:
+    """``phi(x) = slope (x - shift)`` (``kind="affine"``) or ``slope |x - shift|``
+    (``kind="abs"``): the activations with ``(phi')^2 = slope^2`` and ``phi phi'' = 0`` off
+    the zeros of ``phi``, for which ``Z = |phi(X)|^2`` is an autonomous geometric Brownian
+    motion (``finite_width.md`` §4). ``a x + b`` is ``slope = a``, ``shift = -b / a``."""
+
+    kind: str
+    slope: float
+    shift: float = 0.0
+
+    def __post_init__(self):
+        if self.kind not in ("affine", "abs"):
+            raise ValueError(f"kind must be 'affine' or 'abs', got {self.kind!r}")
+        if not (math.isfinite(self.slope) and self.slope != 0):
+            raise ValueError(f"slope must be finite and non-zero, got {self.slope!r}")
+        if not math.isfinite(self.shift):
+            raise ValueError(f"shift must be finite, got {self.shift!r}")
+
+    def __call__(self, x):
+        u = x - self.shift
+        return self.slope * (u if self.kind == "affine" else jnp.abs(u))
+
+    @property
+    def name(self) -> str:
+        if self.kind == "affine":
+            b = -self.slope * self.shift
+            return f"{self.slope:g}x" + (f"{b:+g}" if b else "")
+        return f"{self.slope:g}|x{-self.shift:+g}|" if self.shift else f"{self.slope:g}|x|"
+
+
+def gbm_activation(activation) -> GBMActivation:
+    """Recognise an activation of the GBM family, or raise ``ValueError``.
+
+    ``activation`` is a :class:`GBMActivation`, a registered name or a callable (an
+    :class:`~deeplimits.activations.Activation`). It is tested on a grid of [-8, 8] by
+    autodiff: ``|phi'|`` must be one constant ``alpha > 0`` on the grid (ReLU fails: its
+    slope is 0 on the negative half-line), and ``phi`` must equal ``alpha (x - c)`` or
+    ``+-alpha |x - c|`` there to 1e-9 relative.
+    By §4 no other piecewise-C^2 activation makes ``|phi(X)|`` a geometric BM.
+    """
+    from .activations import get_activation
+
+    if isinstance(activation, GBMActivation):
+        return activation
+    act = get_activation(activation)
+    x = jnp.asarray(_GBM_GRID, jnp.float64)
+    f = np.asarray(act(x), dtype=np.float64)
+    d = np.asarray(act.deriv(x), dtype=np.float64)
+    scale = max(1.0, float(np.max(np.abs(f))))
+    off_zero = np.abs(f) > 1e-9 * scale
+    slopes = np.abs(d)
+    if not off_zero.any() or slopes.max() == 0:
+        raise ValueError(f"activation {act.name!r} is constant on [-8, 8]: not of the form "
+                         "a x + b or a |x - c| with a != 0")
+    alpha = float(np.median(slopes))
+    if np.max(np.abs(slopes - alpha)) > 1e-9 * alpha:
+        raise ValueError(
+            f"activation {act.name!r} is not of the form a x + b or a |x - c|: |phi'| ranges "
+            f"over [{slopes.min():.3g}, {slopes.max():.3g}] on [-8, 8], it must be constant")
+    i = int(np.flatnonzero(off_zero)[0])
+    candidates = [GBMActivation("affine", float(d[i]), float(x[i] - f[i] / d[i]))]
+    signs = np.sign(d[off_zero])
+    if signs.min() < 0 < signs.max():
+        j = int(np.flatnonzero(off_zero)[np.argmax(signs != signs[0])]) - 1  # left of kink
+        j = max(j, i)
+        sign = -1.0 if d[j] > 0 else 1.0  # phi = sign alpha |x - c|: sign of phi right of c
+        c = float(x[j] - f[j] / d[j])
+        candidates.append(GBMActivation("abs", sign * alpha, c))
+    for cand in candidates:
+        if np.max(np.abs(np.asarray(cand(x)) - f)) <= 1e-9 * scale:
+            return cand
+    raise ValueError(f"activation {act.name!r} has |phi'| constant but is neither a x + b nor "
+                     "a |x - c| (its kinks are not at zeros of phi)")
+
+
+def gbm_log_norm_law(activation, width: int, t: float, *, sigma_w: float = 1.0):
+    """Law of ``log(|phi(X_t)| / |phi(X_0)|)`` for Hayou's network with ``phi`` in the GBM
+    family (``finite_width.md`` §4): a scipy normal
+
+        N(alpha^2 sigma_w^2 (1/2 - 1/n) t,  alpha^2 sigma_w^2 t / n),
+
+    independent of ``X_0`` (given ``phi(X_0) != 0``). ``alpha = |slope|``.
+    """
+    g = gbm_activation(activation)
+    n = _check_width(width)
+    t = _check_time(t)
+    rate = g.slope**2 * sigma_w**2
+    return _st.norm(loc=rate * (0.5 - 1.0 / n) * t, scale=math.sqrt(rate * t / n))
+
+
+def gbm_norm_law(activation, x0, t: float, *, sigma_w: float = 1.0):
+    """Law of ``|phi(X_t)|`` started from the state ``x0`` (``(n,)``): a scipy log-normal
+    with scale ``|phi(x0)| exp(mean)`` and shape the standard deviation of
+    :func:`gbm_log_norm_law`."""
+    g = gbm_activation(activation)
+    x0 = np.asarray(x0, dtype=np.float64)
+    if x0.ndim != 1 or not np.all(np.isfinite(x0)):
+        raise ValueError(f"x0 must be a finite 1-D state (n,), got shape {x0.shape}")
+    start = float(np.linalg.norm(np.asarray(g(jnp.asarray(x0)))))
+    if start == 0:
+        raise ValueError("phi(x0) = 0: the network is frozen at x0, the law is a point mass")
+    law = gbm_log_norm_law(g, x0.size, t, sigma_w=sigma_w)
+    return _st.lognorm(s=float(law.std()), scale=start * math.exp(float(law.mean())))
+
+
+def gbm_neuron_law(activation, width: int, t: float, sigma0: float, *,
+                   sigma_w: float = 1.0) -> GaussianLogNormal:
+    """Law of one coordinate of ``X_t`` for ``X_0 ~ N(0, sigma0^2 I_n)`` and ``phi = a x`` or
+    ``a |x|`` (shift 0): ``X_t =d X_0 exp(G_t)`` with ``G_t`` of :func:`gbm_log_norm_law`
+    (skew product, ``forward.md`` §6.3). A shift breaks the isotropy: ``ValueError``."""
+    g = gbm_activation(activation)
+    if g.shift != 0:
+        raise ValueError(f"the neuron law needs phi(0) = 0 (shift 0), got {g.name}: with a "
+                         "shift the isotropic start is not centred at the kink")
+    if not sigma0 > 0:
+        raise ValueError(f"sigma0 must be > 0, got {sigma0!r}")
+    law = gbm_log_norm_law(g, width, t, sigma_w=sigma_w)
+    return GaussianLogNormal(float(sigma0), float(law.mean()), float(law.std()))
+
+
+def relu_residual_law(width: int, t: float, *, sigma_w: float = 1.0):
+    """Law of ``R_t = log(|phi(X_t)|/|phi(X_0)|) - (sigma_w^2 / 2n) int_0^t (N_s - 2) ds``
+    for ReLU (``finite_width.md`` §5, Case II): exactly ``N(0, sigma_w^2 t / n)``."""
+    n = _check_width(width)
+    return _st.norm(0.0, sigma_w * math.sqrt(_check_time(t) / n))
+
+
+def relu_live_active_mean(width: int) -> float:
+    """``E[N_0 | N_0 >= 1] = n / (2 (1 - 2^-n))`` for ``X_0 ~ N(0, s^2 I_n)`` (§7)."""
+    n = _check_width(width)
+    return n / (2.0 * (1.0 - 2.0**-n))
+
+
+def relu_initial_log_drift(width: int, *, sigma_w: float = 1.0) -> float:
+    """Initial drift ``sigma_w^2 (E[N_0 | N_0 >= 1] - 2) / (2n)`` of
+    ``E log |phi(X_t)|`` at a live isotropic start (§6-§7): negative for ``n <= 3``,
+    positive for ``n >= 4``."""
+    n = _check_width(width)
+    return sigma_w**2 * (relu_live_active_mean(n) - 2.0) / (2.0 * n)
+
+
+def _check_width(width) -> int:
+    if isinstance(width, bool) or not isinstance(width, int | np.integer) or width < 1:
+        raise ValueError(f"width must be a positive integer, got {width!r}")
+    return int(width)
+
+
+def _check_time(t) -> float:
+    t = float(t)
+    if not (math.isfinite(t) and t > 0):
+        raise ValueError(f"t must be finite and > 0, got {t!r}")
+    return t
