@@ -1,0 +1,104 @@
+"""Trained ResNet weights across depth (``trained_scaling.md``): models, data, training over a
+depth grid, the scaling / regularity estimators and the regime verdict.
+
+Typical use::
+
+    from deeplimits import scaling
+    config = scaling.TrainConfig(activation="tanh", delta="shared", data="synthetic")
+    scaling.train_sweep("runs/tanh", config, scaling.depth_grid(200), seeds=range(3))
+    cells = scaling.load_sweep("runs/tanh")
+    result = scaling.analyze_weights(scaling.sweep_weights(cells))
+    print(result.table()); print(result.regime)
+"""
+
+from .data import (
+    DIGITS_LAYERS,
+    MNIST_LAYERS,
+    ScalingData,
+    depth_grid,
+    digits_embedding,
+    load_npy_data,
+    mnist_embedding,
+    one_hot_targets,
+    random_conv_embedding,
+    synthetic_ode_data,
+)
+from .estimators import (
+    REGIMES,
+    STATISTICS,
+    Regime,
+    ScalingAnalysis,
+    SlopeFit,
+    analyze_weights,
+    check_weight_stacks,
+    classify_regime,
+    conv_singular_values,
+    cumsum_norm,
+    detrended_cumsum,
+    fit_slope,
+    h1_norm,
+    increment,
+    layer_norms,
+    max_norm,
+    mean_sq,
+    quadratic_variation,
+    root_ssq,
+    sequence_statistics,
+    spectral_max,
+    synthetic_weights,
+)
+from .models import (
+    ACTIVATIONS,
+    DELTA_VARIANTS,
+    INITS,
+    MARION_KINDS,
+    WEIGHT_REGULARITIES,
+    FCResNet,
+    MarionResNet,
+    TrendNoise,
+    effective_weights,
+    fgn,
+    fgn_autocovariance,
+    init_fc_resnet,
+    init_marion,
+    rbf_increments,
+    trend_noise,
+    with_weights,
+)
+from .train import (
+    LOSSES,
+    OPTIMIZERS,
+    TrainConfig,
+    cell_path,
+    depth_buckets,
+    load_data,
+    load_sweep,
+    model_from_cell,
+    sweep_weights,
+    train_cells,
+    train_depth,
+    train_grid,
+    train_marion,
+    train_sweep,
+)
+
+__all__ = [
+    # data
+    "DIGITS_LAYERS", "MNIST_LAYERS", "ScalingData", "depth_grid", "digits_embedding",
+    "load_npy_data", "mnist_embedding", "one_hot_targets", "random_conv_embedding",
+    "synthetic_ode_data",
+    # estimators
+    "REGIMES", "STATISTICS", "Regime", "ScalingAnalysis", "SlopeFit", "analyze_weights",
+    "check_weight_stacks", "classify_regime", "conv_singular_values", "cumsum_norm",
+    "detrended_cumsum", "fit_slope", "h1_norm", "increment", "layer_norms", "max_norm",
+    "mean_sq", "quadratic_variation", "root_ssq", "sequence_statistics", "spectral_max",
+    "synthetic_weights",
+    # models
+    "ACTIVATIONS", "DELTA_VARIANTS", "INITS", "MARION_KINDS", "WEIGHT_REGULARITIES",
+    "FCResNet", "MarionResNet", "TrendNoise", "effective_weights", "fgn", "fgn_autocovariance",
+    "init_fc_resnet", "init_marion", "rbf_increments", "trend_noise", "with_weights",
+    # training
+    "LOSSES", "OPTIMIZERS", "TrainConfig", "cell_path", "depth_buckets", "load_data",
+    "load_sweep", "model_from_cell", "sweep_weights", "train_cells", "train_depth",
+    "train_grid", "train_marion", "train_sweep",
+]
