@@ -116,3 +116,30 @@ def test_bad_images_raise():
                     samples=2, sampler="exact")
     with pytest.raises(ValueError, match="form A"):
         conv_kernel(net.replace(form="B"), digits_images([0]))
+
+
+def test_conv_cli_writes_dataset_and_refuses_bad_input(tmp_path):
+    from typer.testing import CliRunner
+
+    from deeplimits.cli import app
+    from deeplimits.storage import load_dataset
+
+    runner = CliRunner()
+    out = tmp_path / "c.nc"
+    r = runner.invoke(app, ["conv", "simulate", "--channels", "4", "--depth", "4",
+                            "--samples", "64", "--digits", "3,5", "--out", str(out)])
+    assert r.exit_code == 0, r.output
+    ds = load_dataset(out)
+    assert ds.x.shape == (64, 2, 4, 8, 8) and out.with_suffix(".png").exists()
+    assert np.isfinite(ds.x).all() and float(ds.x.std()) > 0
+    for args, message in ((["--kernel-size", "9"], "larger than the image"),
+                          (["--channels", "0"], "channels must be a positive integer"),
+                          (["--digits", "5000"], "digit indices")):
+        bad = tmp_path / "bad.nc"
+        r = runner.invoke(app, ["conv", "simulate", *args, "--out", str(bad)])
+        assert r.exit_code == 2 and message in " ".join(r.output.split()), r.output
+        assert not bad.exists()
+    np.save(tmp_path / "flat.npy", np.zeros((8, 8)))  # no image axis
+    r = runner.invoke(app, ["conv", "kernel", "--images", str(tmp_path / "flat.npy"),
+                            "--out", str(tmp_path / "k.nc")])
+    assert r.exit_code == 2 and "images must be" in " ".join(r.output.split())
