@@ -12,7 +12,16 @@ import jax as _jax
 
 _jax.config.update("jax_enable_x64", True)
 
-from . import closed_forms, inference, stats, sweeps  # noqa: E402
+from . import (  # noqa: E402
+    backward,
+    closed_forms,
+    conv,
+    finite_width,
+    inference,
+    scaling,
+    stats,
+    sweeps,
+)
 from .activations import (  # noqa: E402
     Activation,
     activation_names,
@@ -76,11 +85,14 @@ __all__ = [
     "Sweep",
     "Uniform",
     "activation_names",
+    "backward",
     "brownian_increments",
     "closed_forms",
     "collect",
+    "conv",
     "empirical_nngp",
     "empirical_ntk",
+    "finite_width",
     "get_activation",
     "get_block",
     "get_law",
@@ -95,6 +107,7 @@ __all__ = [
     "run_sweep",
     "sample",
     "sample_sde",
+    "scaling",
     "solve_sde",
     "standard_params",
     "stats",
