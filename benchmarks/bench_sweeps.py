@@ -1,14 +1,14 @@
 """A 64-cell sweep on a 2-worker Dask LocalCluster against the in-process executor.
 
-Run ``python benchmarks/bench_sweeps.py`` (about 2-3 minutes on 2 idle cores) or with
+Run ``python benchmarks/bench_sweeps.py`` (about 5 minutes on 2 idle cores) or with
 ``--quick`` (16 cells: a smoke run). Results go to ``benchmarks/README.md`` between the
 ``sweeps`` markers unless ``--no-readme``.
 
 Work: the built-in ``forward`` study (exact sampler, ReLU, form A, width 8, depth 1000,
 8000 samples per cell, one input), 64 cells (seeds 0..63), each written to its own file
 in a fresh results folder. Both executors run the same cells in the same process, one
-after the other, alternately (in-process, Dask, in-process, Dask) and the median of the
-two runs of each is reported, so load from other processes falls on both alike. Workers
+after the other; with ``--repeats N`` they alternate N times (in-process, Dask, ...) and
+the median of each is reported, so load from other processes falls on both alike. Workers
 are fresh processes: their start and their one compilation are part of the Dask time.
 
 Overhead per cell: the same executors on 64 cells of negligible work (depth 1, 2 samples),
@@ -57,7 +57,7 @@ def timed(plan: Sweep, executor) -> tuple[float, float]:
         shutil.rmtree(folder, ignore_errors=True)
 
 
-def measure(cells: int, repeats: int = 2) -> dict:
+def measure(cells: int, repeats: int = 1) -> dict:
     work, idle = sweep(cells, 1000, SAMPLES), sweep(cells, 1, 2)
     timed(sweep(1, 1000, SAMPLES), InProcess())  # compile the in-process cell once
     timed(idle, InProcess())
@@ -104,9 +104,10 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="16 cells, one run each")
     parser.add_argument("--no-readme", action="store_true", help="leave README.md alone")
+    parser.add_argument("--repeats", type=int, default=1, help="runs of each executor")
     parser.add_argument("--json", type=Path, help="write the raw timings here")
     args = parser.parse_args()
-    result = measure(16 if args.quick else 64, 1 if args.quick else 2)
+    result = measure(16 if args.quick else 64, args.repeats)
     text = table(result)
     print(text)
     if args.json:

@@ -42,3 +42,23 @@ def check_inputs(net, x, dtype) -> jnp.ndarray:
     if not np.all(np.isfinite(arr)):
         raise ValueError("inputs contain NaN or infinite values")
     return jnp.asarray(arr, dtype)
+
+
+def as_int(value):
+    """NumPy integers as Python ints; anything else (bools included) is left for the check."""
+    if isinstance(value, bool):
+        return value
+    try:
+        return operator.index(value)
+    except TypeError:
+        return value
+
+
+def is_positive_int(value) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool) and value > 0
+
+
+def require(condition, message: str) -> None:
+    """Raise ``ValueError(message)`` unless ``condition``."""
+    if not condition:
+        raise ValueError(message)

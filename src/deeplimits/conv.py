@@ -42,7 +42,6 @@ from __future__ import annotations
 import dataclasses
 import itertools
 import math
-import operator
 from collections.abc import Callable
 
 import equinox as eqx
@@ -52,7 +51,10 @@ import numpy as np
 
 from ._linalg import psd_sqrt
 from ._progress import progress_callback
+from ._validation import as_int as _as_int
 from ._validation import check_samples
+from ._validation import is_positive_int as _positive_int
+from ._validation import require as _require
 from .activations import Activation, get_activation
 from .laws import ParameterLaw, get_law
 
@@ -68,15 +70,6 @@ _SCALINGS = ("shrinking", "iid")
 _CHUNK_FLOATS = 2**25
 
 
-def _as_int(value):
-    if isinstance(value, bool):
-        return value
-    try:
-        return operator.index(value)
-    except TypeError:
-        return value
-
-
 def _as_tuple(value):
     if isinstance(value, int | np.integer) and not isinstance(value, bool):
         return (int(value),)
@@ -84,15 +77,6 @@ def _as_tuple(value):
         return tuple(_as_int(v) for v in value)
     except TypeError:
         return value
-
-
-def _positive_int(value) -> bool:
-    return isinstance(value, int) and not isinstance(value, bool) and value > 0
-
-
-def _require(condition, message: str) -> None:
-    if not condition:
-        raise ValueError(message)
 
 
 def _draw(law: ParameterLaw, key: jax.Array, shape: tuple[int, ...], dtype) -> jax.Array:

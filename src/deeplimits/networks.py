@@ -12,7 +12,6 @@ Samplers (:mod:`deeplimits.samplers`) draw from the same description many networ
 from __future__ import annotations
 
 import math
-import operator
 from collections.abc import Callable
 
 import equinox as eqx
@@ -20,6 +19,9 @@ import jax
 import jax.numpy as jnp
 
 from ._linalg import correlated_normal
+from ._validation import as_int as _as_int
+from ._validation import is_positive_int as _is_positive_int
+from ._validation import require as _require
 from .activations import Activation, get_activation
 from .blocks import Block, LayerParams, get_block
 from .laws import ParameterLaw, get_law
@@ -259,20 +261,3 @@ def hayou_resnet(
                   sigma_b=0.0, width_scaled=True, input_layer=layer, **kwargs)
 
 
-def _as_int(value):
-    # numpy integers are integers too; anything else (bools included) is left for the check
-    if isinstance(value, bool):
-        return value
-    try:
-        return operator.index(value)
-    except TypeError:
-        return value
-
-
-def _is_positive_int(value) -> bool:
-    return isinstance(value, int) and not isinstance(value, bool) and value > 0
-
-
-def _require(condition, message: str) -> None:
-    if not condition:
-        raise ValueError(message)
