@@ -1,11 +1,11 @@
 """A 64-cell sweep on a 2-worker Dask LocalCluster against the in-process executor.
 
-Run ``python benchmarks/bench_sweeps.py`` (about 5 minutes on 2 idle cores) or with
+Run ``python benchmarks/bench_sweeps.py`` (about 4 minutes on 2 idle cores) or with
 ``--quick`` (16 cells: a smoke run). Results go to ``benchmarks/README.md`` between the
 ``sweeps`` markers unless ``--no-readme``.
 
 Work: the built-in ``forward`` study (exact sampler, ReLU, form A, width 8, depth 1000,
-8000 samples per cell, one input), 64 cells (seeds 0..63), each written to its own file
+4000 samples per cell, one input), 64 cells (seeds 0..63), each written to its own file
 in a fresh results folder. Both executors run the same cells in the same process, one
 after the other; with ``--repeats N`` they alternate N times (in-process, Dask, ...) and
 the median of each is reported, so load from other processes falls on both alike. Workers
@@ -31,7 +31,7 @@ from pathlib import Path
 from deeplimits.sweeps import DaskExecutor, InProcess, Sweep, run_sweep
 
 README = Path(__file__).with_name("README.md")
-SAMPLES = 8000  # per cell: about 3 s of work, so that start-up is a small part of a sweep
+SAMPLES = 4000  # per cell: about 1.5 s of work, so that start-up is a small part of a sweep
 START, END = "<!-- sweeps:start -->", "<!-- sweeps:end -->"
 
 
@@ -52,7 +52,8 @@ def timed(plan: Sweep, executor) -> tuple[float, float]:
         seconds = time.perf_counter() - start
         assert report.complete, report.failed
         late = arrivals[len(arrivals) // 2:]
-        return seconds, statistics.median(b - a for a, b in zip(late, late[1:], strict=False))
+        gaps = [b - a for a, b in zip(late, late[1:], strict=False)]
+        return seconds, statistics.median(gaps) if gaps else float("nan")
     finally:
         shutil.rmtree(folder, ignore_errors=True)
 

@@ -70,19 +70,19 @@ def test_simulate_rejects_nan_and_misshapen_inputs(tmp_path):
 
 
 def test_reproduce_one_claim_writes_report_resumes_and_redraws(tmp_path):
-    r = runner.invoke(app, ["reproduce", "--only", "F6-neuron", "--out", str(tmp_path)])
+    r = runner.invoke(app, ["reproduce", "--only", "K2", "--out", str(tmp_path)])
     assert r.exit_code == 0, r.output
     html = (tmp_path / "report.html").read_text()
-    assert "<table id=\"verdicts\">" in html and "F6-neuron" in html
+    assert "<table id=\"verdicts\">" in html and "K2" in html
     assert "data:image/png;base64," in html and "class='pass'" in html
-    (data,) = (tmp_path / "data").glob("claim-F6-neuron-s0-*.nc")
+    (data,) = (tmp_path / "data").glob("claim-K2-s0-*.nc")
     ds = load_dataset(data)
     assert ds.attrs["passed"] == 1 and ds.attrs["scale"] == "quick"
-    figure = tmp_path / "figures" / "F6-neuron.png"
+    figure = tmp_path / "figures" / "K2.png"
     assert figure.exists()
     # a second run finds the claim checked and does not rerun it
     stamp = data.stat().st_mtime_ns
-    r = runner.invoke(app, ["reproduce", "--only", "F6-neuron", "--out", str(tmp_path)])
+    r = runner.invoke(app, ["reproduce", "--only", "K2", "--out", str(tmp_path)])
     assert r.exit_code == 0 and data.stat().st_mtime_ns == stamp
     # figures come back from the data alone
     figure.unlink()
