@@ -66,12 +66,13 @@ def test_gaussian_lognormal_mixture_moments_and_normalisation():
 
 
 def test_discrete_law_tends_to_the_limit():
-    """The exact discrete log-norm law at L = 2000 matches the limit (KS on 50k draws) and
-    at L = 2 it does not (its mean is visibly lower for n = 2)."""
+    """The exact discrete log-norm law at L = 1000 matches the limit (KS on 20k draws: it
+    detects CDF gaps of ~0.012, the O(1/L) bias is ~1e-3) and at L = 2 it does not (its
+    mean is visibly lower for n = 2)."""
     key = jax.random.key(2)
-    big = dl.ResNet(width=2, depth=2000, activation="identity")
-    assert stats.ks_1samp(closed_forms.discrete_log_norm(big, key, 50_000),
+    big = dl.ResNet(width=2, depth=1000, activation="identity")
+    assert stats.ks_1samp(closed_forms.discrete_log_norm(big, key, 20_000),
                           closed_forms.log_norm_law(big)).pvalue > 0.01
     small = big.replace(depth=2)
-    assert stats.ks_1samp(closed_forms.discrete_log_norm(small, key, 50_000),
+    assert stats.ks_1samp(closed_forms.discrete_log_norm(small, key, 20_000),
                           closed_forms.log_norm_law(small)).pvalue < 1e-6

@@ -32,10 +32,12 @@ def test_local_cluster_matches_in_process_and_writes_zarr(client, tmp_path):
     assert z.ntk is None and "ntk" not in stored
 
 
-def test_unreachable_scheduler_is_a_clear_error():
+def test_unreachable_scheduler_is_a_clear_error_and_writes_nothing(tmp_path):
     net = dl.ResNet(width=3, depth=5, form="C", activation="relu")
     with pytest.raises(ValueError, match="cannot reach the Dask scheduler"):
-        distributed_kernel(net, np.ones((2, 3)), scheduler="tcp://127.0.0.1:1", tile=4)
+        distributed_kernel(net, np.ones((2, 3)), scheduler="tcp://127.0.0.1:1", tile=4,
+                           timeout=2, zarr_path=tmp_path / "k.zarr")
+    assert not (tmp_path / "k.zarr").exists()
 
 
 def test_bad_inputs_fail_before_a_cluster_starts():

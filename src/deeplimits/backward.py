@@ -41,6 +41,7 @@ from ._linalg import psd_sqrt
 from ._progress import progress_callback
 from ._validation import check_inputs, check_samples
 from .activations import Activation
+from .laws import Gaussian
 from .networks import ResNet, ResNetParams
 
 __all__ = [
@@ -277,7 +278,7 @@ def _sde_one(net: ResNet, loss, x, U, key, steps: int):
     h = net.horizon / steps
     shapes = sorted(sde.brownian_shapes().items())
     keys = jax.random.split(key, len(shapes))
-    dB = {name: math.sqrt(h) * jax.random.normal(kk, (steps, *shape), x.dtype)
+    dB = {name: math.sqrt(h) * Gaussian().sample(kk, (steps, *shape), x.dtype)
           for kk, (name, shape) in zip(keys, shapes, strict=True)}
 
     def run(x0, dB):

@@ -28,6 +28,7 @@ import numpy as np
 from scipy import stats as _st
 
 from .activations import gauss_hermite
+from .laws import Gaussian
 from .networks import ResNet
 
 __all__ = [
@@ -152,7 +153,7 @@ def discrete_log_norm(net: ResNet, key: jax.Array, samples: int) -> np.ndarray:
     n, L, h = net.width, net.depth, net.param_dt
     # the ratio (1 + c sqrt(h) g)^2 + c^2 h chi^2_{n-1} is |e_1 + c sqrt(h) z|^2 for a
     # standard normal n-vector z: n normals per layer (much faster than a gamma draw)
-    z = jax.random.normal(key, (samples, L, n), jnp.float64)
+    z = Gaussian().sample(key, (samples, L, n), jnp.float64)
     ratio = jnp.sum(z**2, axis=-1) * c**2 * h + 2 * c * math.sqrt(h) * z[..., 0] + 1
     return np.asarray(0.5 * jnp.sum(jnp.log(ratio), axis=1))
 

@@ -49,6 +49,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from ._depth_flow import flow, step_plan, traced_floats
 from ._linalg import psd_sqrt
 from ._progress import progress_callback
 from ._validation import as_int as _as_int
@@ -77,12 +78,6 @@ def _as_tuple(value):
         return tuple(_as_int(v) for v in value)
     except TypeError:
         return value
-
-
-def _draw(law: ParameterLaw, key: jax.Array, shape: tuple[int, ...], dtype) -> jax.Array:
-    """``law.sample`` drawn flat and reshaped: same law, but XLA on CPU compiles a
-    threefry draw of rank >= 3 very slowly (seconds per call site), a flat one fast."""
-    return law.sample(key, (math.prod(shape),), dtype).reshape(shape)
 
 
 class ConvParams(eqx.Module):
@@ -261,8 +256,8 @@ class ConvResNet(eqx.Module):
         k_blocks, k_embed = jax.random.split(key)
         kW, kb = jax.random.split(k_blocks)
         C, L, K = self.channels, self.depth, self.patch_size
-        theta = {"W": _draw(self.law, kW, (L, C, C, K), dtype),
-                 "b": _draw(self.law, kb, (L, C), dtype)}
+        theta = {"W": self.law.sample(kW, (L, C, C, K), dtype),
+                 "b": self.law.sample(kb, (L, C), dtype)}
         return self.scale_params(theta | self._input_noise(k_embed, dtype))
 
     def _input_noise(self, key: jax.Array, dtype) -> dict[str, jax.Array]:
@@ -270,7 +265,7 @@ class ConvResNet(eqx.Module):
             return {}
         kA, ka = jax.random.split(key)
         shape = (self.channels, self.in_channels, self.patch_size)
-        return {"A": _draw(self.law, kA, shape, dtype),
+        return {"A": self.law.sample(kA, shape, dtype),
                 "a": self.law.sample(ka, (self.channels,), dtype)}
 
     def init_input_layer(self, key: jax.Array, dtype=jnp.float32) -> ConvParams:
@@ -443,7 +438,7 @@ def _run_chunk(net: ConvResNet, images, keys, sampler: str, steps: int, trajecto
 
             XT, path = jax.lax.scan(layer, X0, jax.random.split(k_layers, steps))
         if output == "readout":
-            return net.output(_draw(net.law, k_out, net.readout_shape(), dtype), XT)
+            return net.output(net.law.sample(k_out, net.readout_shape(), dtype), XT)
         return jnp.concatenate([X0[None], path]) if trajectory else XT
 
     return jax.vmap(one)(keys)
@@ -632,20 +627,7 @@ class _ConvDynamics(eqx.Module):
 
 @eqx.filter_jit
 def _kernel_block(dyn: _ConvDynamics, init, count, h, rk4: bool):
-    """``count`` steps of size ``h``: RK4 of the ODE, or the exact layer recursion. The
-    count and step are traced, so every depth shares one compilation."""
-    add = lambda y, k, a: jax.tree.map(lambda u, v: u + a * v, y, k)
-
-    def rk4_step(_, y):
-        k1 = dyn.field(y)
-        k2 = dyn.field(add(y, k1, h / 2))
-        k3 = dyn.field(add(y, k2, h / 2))
-        k4 = dyn.field(add(y, k3, h))
-        return jax.tree.map(lambda u, a, b, c, d: u + h / 6 * (a + 2 * b + 2 * c + d),
-                            y, k1, k2, k3, k4)
-
-    step = rk4_step if rk4 else (lambda _, y: dyn.layer(y, h))
-    return dyn.outputs(jax.lax.fori_loop(0, count, step, init))
+    return dyn.outputs(flow(dyn, init, count, h, rk4))
 
 
 def _initial_state(net: ConvResNet, full: bool, img1, img2, train_input: bool):
@@ -728,13 +710,12 @@ def conv_kernel(
     N1, N2 = img1.shape[0], img2.shape[0]
     K, T = np.empty((N1, N2)), np.empty((N1, N2))
     tiles = list(range(0, N1, rows))
-    rk4 = math.isinf(depth)
-    count = steps if rk4 else int(depth)
-    h = net.horizon / count
+    plan = step_plan(depth, steps, net.horizon)
+    dyn = traced_floats(dyn)
     with progress_callback(progress, len(tiles), "conv kernel tiles") as advance:
         for i in tiles:
             init = _initial_state(net, full, img1[i : i + rows], img2, train_input_layer)
-            R, Th = _kernel_block(dyn, init, jnp.asarray(count), jnp.asarray(h), rk4)
+            R, Th = _kernel_block(dyn, init, *plan)
             K[i : i + rows] = net.sigma_v**2 * np.asarray(R)
             T[i : i + rows] = net.sigma_v**2 * np.asarray(Th)
             advance(1)
@@ -756,7 +737,7 @@ def _standard_shapes(net: ConvResNet) -> dict[str, tuple[int, ...]]:
 def _empirical_one(net: ConvResNet, key, images, compute_ntk: bool, train_input: bool):
     shapes = _standard_shapes(net)
     keys = jax.random.split(key, len(shapes))
-    theta = {name: _draw(net.law, k, shape, images.dtype)
+    theta = {name: net.law.sample(k, shape, images.dtype)
              for k, (name, shape) in zip(keys, shapes.items(), strict=True)}
     # NNGP with the readout averaged analytically: K_f = sigma_v^2 <P_T, X X'^T / C>
     X = net.apply(net.scale_params(theta), images).reshape(images.shape[0], net.channels, -1)

@@ -17,6 +17,7 @@ from pathlib import Path
 import numpy as np
 
 from ._progress import progress_callback
+from ._workers import core_shares, pin_dask_workers
 from .kernels import Kernel, _as_inputs, _check_kernel_net, kernel
 from .networks import ResNet
 
@@ -27,7 +28,8 @@ __all__ = ["distributed_kernel", "dask_client"]
 def dask_client(scheduler: str | None = None, workers: int = 2, timeout: float = 10.0
                 ) -> Iterator:
     """A Dask client: connected to ``scheduler``, or to a fresh ``LocalCluster`` of
-    ``workers`` single-threaded processes that is closed on exit.
+    ``workers`` single-threaded processes that is closed on exit. Local workers get
+    disjoint shares of the cores (XLA's thread pools would otherwise oversubscribe them).
 
     Raises:
         ValueError: when the scheduler cannot be reached within ``timeout`` seconds.
@@ -46,6 +48,7 @@ def dask_client(scheduler: str | None = None, workers: int = 2, timeout: float =
         return
     with LocalCluster(n_workers=workers, threads_per_worker=1, processes=True,
                       dashboard_address=None) as cluster, Client(cluster) as client:
+        pin_dask_workers(client, core_shares(workers))
         yield client
 
 
@@ -54,6 +57,20 @@ def _tile(net, xa, xb, depth, kwargs):
 
     k = kernel(net, xa, xb, depth, **kwargs)
     return k.nngp, k.ntk
+
+
+def _outputs(zarr_path, shape, tile, compute_ntk, net, depth):
+    """The NNGP and NTK arrays: in memory, or in a new Zarr group at ``zarr_path``."""
+    if zarr_path is None:
+        make = lambda name: np.empty(shape)
+    else:
+        import zarr
+
+        group = zarr.open_group(str(zarr_path), mode="w")
+        group.attrs.update(depth=str(depth), form=net.form, activation=net.activation.name)
+        make = lambda name: group.create_array(name, shape=shape, chunks=(tile, tile),
+                                               dtype="f8")
+    return make("nngp"), make("ntk") if compute_ntk else None
 
 
 def distributed_kernel(
@@ -65,6 +82,7 @@ def distributed_kernel(
     client=None,
     scheduler: str | None = None,
     workers: int = 2,
+    timeout: float = 10.0,
     tile: int = 1024,
     zarr_path: str | Path | None = None,
     compute_ntk: bool = True,
@@ -78,6 +96,7 @@ def distributed_kernel(
         client: an existing ``dask.distributed.Client``; otherwise ``scheduler`` (an
             address such as ``"tcp://host:8786"``), otherwise a new ``LocalCluster`` with
             ``workers`` processes.
+        timeout: seconds to wait for ``scheduler`` before a ``ValueError``.
         tile: rows and columns per task.
         zarr_path: write ``nngp`` and ``ntk`` arrays (chunked by tile) into a Zarr group
             there instead of returning NumPy arrays; the returned :class:`Kernel` then
@@ -91,33 +110,23 @@ def distributed_kernel(
     if not (isinstance(tile, int) and tile > 0):
         raise ValueError(f"tile must be a positive integer, got {tile!r}")
     N1, N2 = len(x1), len(x2)
-    if zarr_path is not None:
-        import zarr
-
-        group = zarr.open_group(str(zarr_path), mode="w")
-        group.attrs.update(depth=str(depth), form=net.form, activation=net.activation.name)
-        make = lambda name: group.create_array(name, shape=(N1, N2), chunks=(tile, tile),
-                                               dtype="f8")
-    else:
-        make = lambda name: np.empty((N1, N2))
-    K = make("nngp")
-    T = make("ntk") if compute_ntk else None
-    kwargs = dict(kernel_kwargs, compute_ntk=compute_ntk)
     tiles = [(i, j) for i in range(0, N1, tile) for j in range(0, N2, tile)]
-
-    ctx = contextlib.nullcontext(client) if client is not None else dask_client(scheduler,
-                                                                                workers)
+    kwargs = dict(kernel_kwargs, compute_ntk=compute_ntk)
+    ctx = (contextlib.nullcontext(client) if client is not None
+           else dask_client(scheduler, workers, timeout))
     from dask.distributed import as_completed
 
-    with ctx as cl, progress_callback(progress, len(tiles), "kernel tiles (dask)") as advance:
+    with ctx as cl:  # connected before anything is written
+        K, T = _outputs(zarr_path, (N1, N2), tile, compute_ntk, net, depth)
         net_f = cl.scatter(net, broadcast=True)
         futures = {cl.submit(_tile, net_f, x1[i : i + tile], x2[j : j + tile], depth, kwargs,
                              pure=False): (i, j) for i, j in tiles}
-        for future in as_completed(futures):
-            i, j = futures[future]
-            k, t = future.result()
-            K[i : i + tile, j : j + tile] = k
-            if compute_ntk:
-                T[i : i + tile, j : j + tile] = t
-            advance(1)
+        with progress_callback(progress, len(tiles), "kernel tiles (dask)") as advance:
+            for future in as_completed(futures):
+                i, j = futures[future]
+                k, t = future.result()
+                K[i : i + tile, j : j + tile] = k
+                if compute_ntk:
+                    T[i : i + tile, j : j + tile] = t
+                advance(1)
     return Kernel(nngp=K, ntk=T, depth=depth if not math.isinf(depth) else math.inf)

@@ -40,6 +40,7 @@ from ._progress import progress_callback
 from ._validation import check_inputs
 from .activations import Activation
 from .kernels import kernel
+from .laws import Gaussian
 from .networks import ResNet, hayou_resnet
 from .samplers import ExactSampler
 
@@ -125,7 +126,7 @@ def _run_paths(act: Activation, X0, width, sigma_w, key, h, bounds, keep_state: 
 
     def layer(l, carry):
         X, M, A, N = carry
-        z = jax.random.normal(jax.random.fold_in(key, l), X.shape, dtype) * mask
+        z = Gaussian().sample(jax.random.fold_in(key, l), X.shape, dtype) * mask
         f = phi(X)
         root = jax.vmap(psd_sqrt)(jnp.einsum("ska,sja->skj", f, f))
         Xn = X + jnp.sqrt(h) * s_w * jnp.einsum("skj,sja->ska", root, z)

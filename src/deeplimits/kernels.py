@@ -38,6 +38,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from ._depth_flow import flow, step_plan, traced_floats
 from ._progress import progress_callback
 from .networks import Readout, ResNet
 
@@ -198,32 +199,14 @@ _DYNAMICS = {"A": _FormA, "B": _FormB, "C": _FormC}
 # -- integration ------------------------------------------------------------------------------
 
 
-def _evolve(dyn: _Dynamics, state, depth: float, steps: int, horizon: float):
-    """Finite depth: ``depth`` layers; infinite depth: RK4 with ``steps`` steps."""
-    if math.isinf(depth):
-        h = horizon / steps
-
-        def rk4(_, y):
-            add = lambda y, k, a: jax.tree.map(lambda u, v: u + a * v, y, k)
-            k1 = dyn.field(y)
-            k2 = dyn.field(add(y, k1, h / 2))
-            k3 = dyn.field(add(y, k2, h / 2))
-            k4 = dyn.field(add(y, k3, h))
-            return jax.tree.map(lambda u, a, b, c, d: u + h / 6 * (a + 2 * b + 2 * c + d),
-                                y, k1, k2, k3, k4)
-
-        return jax.lax.fori_loop(0, steps, rk4, state)
-    dt = horizon / depth
-    return jax.lax.fori_loop(0, int(depth), lambda _, y: dyn.layer(y, dt), state)
-
-
-_evolved = eqx.filter_jit(_evolve)
+@eqx.filter_jit
+def _evolved(dyn: _Dynamics, state, count, h, rk4: bool):
+    return flow(dyn, state, count, h, rk4)
 
 
 @eqx.filter_jit
-def _block(dyn, init, depth, steps, horizon, readout):
-    final = _evolve(dyn, init, depth, steps, horizon)
-    return dyn.outputs(final, readout)
+def _block(dyn, init, count, h, rk4: bool, readout):
+    return dyn.outputs(flow(dyn, init, count, h, rk4), readout)
 
 
 # -- initial states ---------------------------------------------------------------------------
@@ -256,7 +239,7 @@ def _diag_gram(net, x):
 # -- homogeneous reduction --------------------------------------------------------------------
 
 
-def _chebyshev_tables(dyn, depth, steps, horizon, train_input, nodes):
+def _chebyshev_tables(dyn, plan, train_input, nodes):
     """Unit-diagonal pair outputs on Chebyshev-Lobatto nodes in ``theta_0 in [0, pi]``,
     as Chebyshev coefficients, and the growth of a unit diagonal."""
     j = np.arange(nodes + 1)
@@ -266,7 +249,7 @@ def _chebyshev_tables(dyn, depth, steps, horizon, train_input, nodes):
     rho = jnp.asarray(np.cos(theta))[None, :]
     one = jnp.ones(1)
     h0 = rho if train_input else jnp.zeros_like(rho)
-    final = _evolved(dyn, dyn.init(one, one, rho, h0), depth, steps, horizon)
+    final = _evolved(dyn, dyn.init(one, one, rho, h0), *plan)
     vals = np.stack([np.asarray(final[2])[0], np.asarray(final[3])[0]])
     # values at Lobatto nodes -> Chebyshev coefficients (type-I DCT)
     coef = np.empty_like(vals)
@@ -279,7 +262,7 @@ def _chebyshev_tables(dyn, depth, steps, horizon, train_input, nodes):
     # chop each series where it reaches its noise plateau (rounding in arccos near
     # rho = +-1 leaves coefficients of ~1e-12): keeps ~1e-11 accuracy, evaluates faster
     keep = max(_last_significant(c, _CHOP) for c in coef) + 1
-    return jnp.asarray(coef[:, :keep]), float(np.asarray(final[0])[0])
+    return jnp.asarray(coef[:, :keep]), final[0][0]
 
 
 def _last_significant(c: np.ndarray, tol: float) -> int:
@@ -384,6 +367,8 @@ def kernel(
     x2 = x1 if x2 is None else _as_inputs(x2, "x2", dim)
     dyn = _DYNAMICS[net.form](net)
     readout = net.readout if net.readout is not None else Readout()
+    traced_dyn, traced_readout = traced_floats((dyn, readout))
+    plan = step_plan(depth, steps, net.horizon)
     if net.form == "B" and readout.post_activation:
         raise ValueError("form B kernels support the state readout only")
     use_homog = dyn.homogeneous if homogeneous == "auto" else bool(homogeneous)
@@ -395,7 +380,7 @@ def kernel(
     K = np.empty((N1, N2)) if out_nngp is None else out_nngp
     T = np.empty((N1, N2)) if (compute_ntk and out_ntk is None) else out_ntk
     if use_homog:
-        coef, growth = _chebyshev_tables(dyn, depth, steps, net.horizon,
+        coef, growth = _chebyshev_tables(traced_dyn, plan,
                                          train_input_layer and net.input_layer is not None,
                                          _CHEBYSHEV_NODES)
     tiles = [(i, j) for i in range(0, N1, block) for j in range(0, N2, block)]
@@ -404,11 +389,12 @@ def kernel(
             xa, xb = x1[i : i + block], x2[j : j + block]
             if use_homog:
                 k12 = _initial_gram(net, xa, xb)
-                R, Th = _homogeneous_block(dyn, coef[0], coef[1], growth, _diag_gram(net, xa),
-                                           _diag_gram(net, xb), k12, readout)
+                R, Th = _homogeneous_block(traced_dyn, coef[0], coef[1], growth,
+                                           _diag_gram(net, xa), _diag_gram(net, xb), k12,
+                                           traced_readout)
             else:
                 init = _initial_state(net, dyn, xa, xb, train_input_layer)
-                R, Th = _block(dyn, init, depth, steps, net.horizon, readout)
+                R, Th = _block(traced_dyn, init, *plan, traced_readout)
             sv2, sv02 = readout.sigma_v**2, readout.sigma_v0**2
             K[i : i + block, j : j + block] = np.asarray(sv2 * R + sv02)
             if compute_ntk:

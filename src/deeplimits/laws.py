@@ -32,9 +32,18 @@ class ParameterLaw(eqx.Module):
     def is_gaussian(self) -> bool:
         return False
 
-    @abc.abstractmethod
     def sample(self, key: jax.Array, shape: tuple[int, ...], dtype=jnp.float32) -> jax.Array:
-        """Draw i.i.d. standardised entries of the given shape."""
+        """Draw i.i.d. standardised entries of the given shape.
+
+        The entries are drawn flat and reshaped. With JAX's counter-based PRNG the numbers
+        are the same as a draw of the full shape, but XLA on CPU compiles a flat draw about
+        twice as fast as one of rank 3 or 4 (seconds per compiled sampler).
+        """
+        return self.draw(key, math.prod(shape), dtype).reshape(shape)
+
+    @abc.abstractmethod
+    def draw(self, key: jax.Array, size: int, dtype=jnp.float32) -> jax.Array:
+        """``size`` i.i.d. standardised entries, shape ``(size,)``."""
 
 
 class Gaussian(ParameterLaw):
@@ -48,8 +57,8 @@ class Gaussian(ParameterLaw):
     def is_gaussian(self) -> bool:
         return True
 
-    def sample(self, key, shape, dtype=jnp.float32):
-        return jax.random.normal(key, shape, dtype)
+    def draw(self, key, size, dtype=jnp.float32):
+        return jax.random.normal(key, (size,), dtype)
 
 
 class Rademacher(ParameterLaw):
@@ -59,8 +68,8 @@ class Rademacher(ParameterLaw):
     def name(self) -> str:
         return "rademacher"
 
-    def sample(self, key, shape, dtype=jnp.float32):
-        return jax.random.rademacher(key, shape, dtype)
+    def draw(self, key, size, dtype=jnp.float32):
+        return jax.random.rademacher(key, (size,), dtype)
 
 
 class Uniform(ParameterLaw):
@@ -70,9 +79,9 @@ class Uniform(ParameterLaw):
     def name(self) -> str:
         return "uniform"
 
-    def sample(self, key, shape, dtype=jnp.float32):
+    def draw(self, key, size, dtype=jnp.float32):
         s = math.sqrt(3.0)
-        return jax.random.uniform(key, shape, dtype, minval=-s, maxval=s)
+        return jax.random.uniform(key, (size,), dtype, minval=-s, maxval=s)
 
 
 class CustomLaw(ParameterLaw):
@@ -83,10 +92,10 @@ class CustomLaw(ParameterLaw):
     """
 
     label: str
-    draw: Callable
+    fn: Callable
 
     def __init__(self, draw: Callable, name: str = "custom"):
-        self.draw = draw
+        self.fn = draw
         self.label = name
         x = np.asarray(draw(jax.random.key(0), (2**16,), jnp.float64), dtype=np.float64)
         if not np.all(np.isfinite(x)):
@@ -104,8 +113,8 @@ class CustomLaw(ParameterLaw):
     def name(self) -> str:
         return self.label
 
-    def sample(self, key, shape, dtype=jnp.float32):
-        return jnp.asarray(self.draw(key, shape, dtype), dtype)
+    def draw(self, key, size, dtype=jnp.float32):
+        return jnp.asarray(self.fn(key, (size,), dtype), dtype)
 
 
 _LAWS = {"gaussian": Gaussian, "normal": Gaussian, "rademacher": Rademacher, "uniform": Uniform}

@@ -48,6 +48,7 @@ import numpy as np
 import xarray as xr
 
 from ._progress import progress_bar
+from ._workers import core_shares, pin_next
 from .storage import ResultStore, provenance
 
 __all__ = ["Study", "Cell", "Sweep", "SweepReport", "Executor", "InProcess", "LocalProcesses",
@@ -267,22 +268,6 @@ def execute(cell: Cell) -> Outcome:
                        time.perf_counter() - start)
 
 
-@contextlib.contextmanager
-def _single_threaded_children() -> Iterator[None]:
-    """Worker processes started inside inherit one XLA thread each: with one worker per
-    core, intra-op threads would only oversubscribe the cores."""
-    old = os.environ.get("XLA_FLAGS")
-    os.environ["XLA_FLAGS"] = ((old or "") + " --xla_cpu_multi_thread_eigen=false "
-                               "intra_op_parallelism_threads=1").strip()
-    try:
-        yield
-    finally:
-        if old is None:
-            os.environ.pop("XLA_FLAGS", None)
-        else:
-            os.environ["XLA_FLAGS"] = old
-
-
 class Executor(abc.ABC):
     """Where cells run. ``map`` yields ``(cell, outcome)`` as cells finish, in any order.
 
@@ -314,7 +299,7 @@ class InProcess(Executor):
 
 class LocalProcesses(Executor):
     """A pool of ``workers`` fresh Python processes on this machine (spawned, not forked:
-    JAX is not fork-safe)."""
+    JAX is not fork-safe), each on its own share of the cores."""
 
     name = "local"
 
@@ -323,9 +308,10 @@ class LocalProcesses(Executor):
         self._pool = None
 
     def __enter__(self):
-        with _single_threaded_children():
-            self._pool = concurrent.futures.ProcessPoolExecutor(
-                self.workers, mp_context=multiprocessing.get_context("spawn"))
+        context = multiprocessing.get_context("spawn")
+        self._pool = concurrent.futures.ProcessPoolExecutor(
+            self.workers, mp_context=context, initializer=pin_next,
+            initargs=(context.Value("i", 0), core_shares(self.workers)))
         return self
 
     def __exit__(self, *exc):
@@ -339,8 +325,8 @@ class LocalProcesses(Executor):
 
 class DaskExecutor(Executor):
     """A Dask cluster: the scheduler at ``scheduler``, or a fresh ``LocalCluster`` of
-    ``workers`` single-threaded processes. An unreachable scheduler raises ``ValueError``
-    after ``timeout`` seconds, before any cell."""
+    ``workers`` processes, each on its own share of the cores. An unreachable scheduler
+    raises ``ValueError`` after ``timeout`` seconds, before any cell."""
 
     name = "dask"
 
@@ -356,9 +342,8 @@ class DaskExecutor(Executor):
         from .distributed import dask_client
 
         self._stack = contextlib.ExitStack()
-        with _single_threaded_children():
-            self.client = self._stack.enter_context(dask_client(self.scheduler, self.workers,
-                                                                       self.timeout))
+        self.client = self._stack.enter_context(dask_client(self.scheduler, self.workers,
+                                                            self.timeout))
         return self
 
     def __exit__(self, *exc):
