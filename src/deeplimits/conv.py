@@ -58,6 +58,7 @@ from ._validation import is_positive_int as _positive_int
 from ._validation import require as _require
 from .activations import Activation, get_activation
 from .laws import ParameterLaw, get_law
+from .networks import DepthSteps
 
 __all__ = ["ConvResNet", "ConvParams", "ConvKernel", "sample_conv", "conv_kernel",
            "empirical_conv_kernel", "digits_images", "network_on_increments", "patch_gram",
@@ -93,7 +94,7 @@ class ConvParams(eqx.Module):
     a: jax.Array | None = None
 
 
-class ConvResNet(eqx.Module):
+class ConvResNet(DepthSteps, eqx.Module):
     """A convolutional ResNet with shrinking (or i.i.d.) random parameters (``conv.md``).
 
     Args:
@@ -205,14 +206,6 @@ class ConvResNet(eqx.Module):
         return self.channels if self.in_channels is None else self.in_channels
 
     # -- scales -------------------------------------------------------------------------
-    @property
-    def dt(self) -> float:
-        return self.horizon / self.depth
-
-    @property
-    def param_dt(self) -> float:
-        return self.dt if self.scaling == "shrinking" else 1.0
-
     @property
     def s_w(self) -> float:
         """``sigma_w / sqrt(C |K|)``."""

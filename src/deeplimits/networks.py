@@ -95,7 +95,22 @@ class ResNetParams(eqx.Module):
     embed_key: jax.Array | None = None
 
 
-class ResNet(eqx.Module):
+class DepthSteps:
+    """The depth as a discretisation of ``[0, horizon]``: a mixin for networks with fields
+    ``depth``, ``horizon`` and ``scaling``."""
+
+    @property
+    def dt(self) -> float:
+        """Time step ``T / L`` of the limit that the depth discretises."""
+        return self.horizon / self.depth
+
+    @property
+    def param_dt(self) -> float:
+        """Step used in the parameter law: ``dt`` when shrinking, 1 for the i.i.d. baseline."""
+        return self.dt if self.scaling == "shrinking" else 1.0
+
+
+class ResNet(DepthSteps, eqx.Module):
     """A residual network with shrinking (or i.i.d.) random parameters.
 
     Blocks (``forward.md`` §3), with ``dt = horizon / depth``:
@@ -170,16 +185,6 @@ class ResNet(eqx.Module):
     @property
     def block(self) -> Block:
         return get_block(self.form)
-
-    @property
-    def dt(self) -> float:
-        """Time step ``T / L`` of the limit that the depth discretises."""
-        return self.horizon / self.depth
-
-    @property
-    def param_dt(self) -> float:
-        """Step used in the parameter law: ``dt`` when shrinking, 1 for the i.i.d. baseline."""
-        return self.dt if self.scaling == "shrinking" else 1.0
 
     @property
     def s_w(self) -> float:

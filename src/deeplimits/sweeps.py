@@ -48,6 +48,7 @@ import numpy as np
 import xarray as xr
 
 from ._progress import progress_bar
+from ._registry import Registry
 from ._workers import core_shares, pin_next
 from .storage import ResultStore, provenance
 
@@ -83,28 +84,24 @@ class Study:
     description: str = ""
 
 
-_STUDIES: dict[str, Study] = {}
+_STUDIES: Registry[Study] = Registry("study", lambda study: study.name)
 
 
 def register_study(study: Study) -> Study:
-    if study.name in _STUDIES:
-        raise ValueError(f"study {study.name!r} is already registered")
-    _STUDIES[study.name] = study
-    return study
+    """Make ``study`` available to sweeps by its name (which must be new)."""
+    return _STUDIES.register(study)
 
 
 def studies() -> dict[str, Study]:
     """Every registered study, by name (the built-in ones are registered on first use)."""
     from . import studies as _builtin  # noqa: F401  (registers the built-in studies)
 
-    return dict(_STUDIES)
+    return _STUDIES.all()
 
 
 def get_study(name: str) -> Study:
-    known = studies()
-    if name not in known:
-        raise ValueError(f"unknown study {name!r}; known studies: {sorted(known)}")
-    return known[name]
+    studies()
+    return _STUDIES.get(name)
 
 
 # -- cells and sweeps ----------------------------------------------------------------------
@@ -428,10 +425,11 @@ def run_sweep(
     if isinstance(executor, str):
         executor = get_executor(executor, workers, scheduler)
     start = time.perf_counter()
-    todo = [c for c in cells if not store.done(c.key)
-            and (retry_failed or store.failure(c.key) is None)]
-    failed = {c.key: store.failure(c.key)["error"] for c in cells
-              if c not in todo and not store.done(c.key)}
+    done = {c.key for c in cells if store.done(c.key)}
+    earlier = {c.key: record["error"] for c in cells
+               if c.key not in done and (record := store.failure(c.key)) is not None}
+    todo = [c for c in cells if c.key not in done and (retry_failed or c.key not in earlier)]
+    failed = {} if retry_failed else earlier  # failed cells left alone are reported again
     computed = []
     description = {c.key: c.describe() for c in cells}
     with contextlib.ExitStack() as stack:
@@ -463,7 +461,7 @@ def run_sweep(
                 on_cell(cell, outcome)
             bar.update(task, advance=1, description=_progress_label(len(computed), failed))
         store.index(description)
-    skipped = tuple(c.key for c in cells if c not in todo and store.done(c.key))
+    skipped = tuple(c.key for c in cells if c.key in done)
     return SweepReport(tuple(cells), tuple(computed), skipped, failed,
                        time.perf_counter() - start, store)
 

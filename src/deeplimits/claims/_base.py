@@ -10,6 +10,8 @@ from collections.abc import Callable
 import matplotlib.figure
 import xarray as xr
 
+from .._registry import Registry
+
 __all__ = ["Claim", "ClaimResult", "Verdict", "SCALES", "pick", "with_verdict", "register",
            "registry"]
 
@@ -84,16 +86,14 @@ class ClaimResult:
     seconds: float
 
 
-_REGISTRY: dict[str, Claim] = {}
+_CLAIMS: Registry[Claim] = Registry("claim", lambda claim: claim.id)
 
 
 def register(claim: Claim) -> Claim:
-    if claim.id in _REGISTRY:
-        raise ValueError(f"claim {claim.id!r} is already registered")
-    _REGISTRY[claim.id] = claim
-    return claim
+    """Add a claim to the report (its id must be new)."""
+    return _CLAIMS.register(claim)
 
 
 def registry() -> dict[str, Claim]:
     """Every registered claim, by id, in registration order."""
-    return dict(_REGISTRY)
+    return _CLAIMS.all()
