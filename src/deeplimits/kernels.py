@@ -260,9 +260,13 @@ def _chebyshev_tables(dyn, plan, train_input, nodes):
     coef[:, 0] /= 2
     coef[:, -1] /= 2
     # chop each series where it reaches its noise plateau (rounding in arccos near
-    # rho = +-1 leaves coefficients of ~1e-12): keeps ~1e-11 accuracy, evaluates faster
+    # rho = +-1 leaves coefficients of ~1e-12): keeps ~1e-11 accuracy, evaluates faster.
+    # The kept length is padded with zeros to a power of two, which leaves every value
+    # unchanged and lets nearby hyperparameters share one compiled evaluation.
     keep = max(_last_significant(c, _CHOP) for c in coef) + 1
-    return jnp.asarray(coef[:, :keep]), final[0][0]
+    padded = np.zeros((2, 1 << (keep - 1).bit_length()))
+    padded[:, :keep] = coef[:, :keep]
+    return jnp.asarray(padded), final[0][0]
 
 
 def _last_significant(c: np.ndarray, tol: float) -> int:

@@ -12,8 +12,12 @@ vectorised over samples and inputs, and reproducibly from one JAX key:
   driven by the same noise (in law, through the same Gram matrix).
 
 Sample ``s`` uses ``jax.random.split(key, samples)[s]``; the noise of a block of
-consecutive layers (as many as fit 1024 floats) is drawn from that key folded with the
-block's index, so results do not depend on how the samples are chunked.
+consecutive layers (up to 16, as many as fit 1024 floats) is drawn from that key folded with
+the block's index, so the noise does not depend on how the samples are chunked (the values
+agree to rounding: XLA may round float32 differently for different batch sizes).
+
+The depth (or the SDE's step count) and the network's float hyperparameters are traced:
+one compilation serves every depth of a depth sweep and every point of a ``sigma`` grid.
 """
 
 from __future__ import annotations
@@ -45,8 +49,12 @@ OUTPUTS = ("state", "readout")
 # Floats that one chunk of samples may hold per layer (about 256 MB in float64).
 _CHUNK_FLOATS = 2**25
 # Noise floats drawn from one key: several layers per key for narrow networks, where
-# deriving a key per layer would cost more than the normals themselves.
+# deriving a key per layer would cost more than the normals themselves; at most
+# _LAYERS_PER_KEY layers, which bounds the work wasted past the depth in the last block.
 _NOISE_PER_KEY = 1024
+_LAYERS_PER_KEY = 16
+# The network's fields that enter the layer maps as numbers only: traced, not compiled in.
+_TRACED_FIELDS = ("depth", "sigma_w", "sigma_b", "sigma_u", "horizon")
 
 
 class Sampler(eqx.Module):
@@ -164,20 +172,32 @@ def get_sampler(spec: str | Sampler, net: ResNet, steps: int | None = None) -> S
 
 def layers_per_key(sampler: Sampler, net: ResNet, inputs: int) -> int:
     """Transitions whose noise one key draws at once: as many as fit ``_NOISE_PER_KEY``
-    floats, balanced over the steps. Depends on the network only, never on chunking."""
-    steps = sampler.steps(net)
+    floats, at most ``_LAYERS_PER_KEY``. Depends on the shapes only, never on the depth (so
+    that the depth can be traced) or on chunking."""
     per_step = sum(math.prod(s) for s in sampler.noise_shapes(net, inputs).values())
-    most = max(1, min(steps, _NOISE_PER_KEY // per_step))
-    blocks = -(-steps // most)
-    return -(-steps // blocks)
+    return max(1, min(_LAYERS_PER_KEY, _NOISE_PER_KEY // per_step))
+
+
+def _with_traced_numbers(sampler: Sampler, net: ResNet, depth: bool):
+    """``(sampler, net)`` with the network's float hyperparameters, and with ``depth`` its
+    depth and the SDE sampler's step count, as weakly typed 0-d arrays: under
+    ``eqx.filter_jit`` they are then arguments rather than constants of the program (weak
+    types keep a float32 simulation in float32)."""
+    fields = [f for f in _TRACED_FIELDS if (f != "depth" or depth)
+              and isinstance(getattr(net, f), int | float)]
+    net = eqx.tree_at(lambda n: [getattr(n, f) for f in fields], net,
+                      [jnp.asarray(getattr(net, f)) for f in fields])
+    if depth and isinstance(sampler, EulerMaruyama):
+        sampler = eqx.tree_at(lambda s: s.num_steps, sampler, jnp.asarray(sampler.num_steps))
+    return sampler, net
 
 
 @eqx.filter_jit
 def _run_chunk(sampler: Sampler, net: ResNet, x, keys, trajectory: bool, output: str):
-    steps = sampler.steps(net)
+    steps = sampler.steps(net)  # a traced integer, except for trajectories
     inputs = x.shape[0]
     per_key = layers_per_key(sampler, net, inputs)
-    blocks = -(-steps // per_key)
+    blocks = (steps + per_key - 1) // per_key
     shapes = sorted(sampler.noise_shapes(net, inputs).items())
     law = sampler.noise_law(net)
 
@@ -198,11 +218,12 @@ def _run_chunk(sampler: Sampler, net: ResNet, x, keys, trajectory: bool, output:
 
             return jax.lax.scan(layer, X, (b * per_key + jnp.arange(per_key), noise))
 
-        XT, path = jax.lax.scan(block, X0, jnp.arange(blocks))
-        if output == "readout":
-            return net.readout.apply(k_out, XT, net.activation, net.law)
         if not trajectory:
+            XT = jax.lax.fori_loop(0, blocks, lambda b, X: block(X, b)[0], X0)
+            if output == "readout":
+                return net.readout.apply(k_out, XT, net.activation, net.law)
             return XT
+        _, path = jax.lax.scan(block, X0, jnp.arange(blocks))
         path = path.reshape(blocks * per_key, *X0.shape)[:steps]
         return jnp.concatenate([X0[None], path])
 
@@ -263,6 +284,8 @@ def sample(
     chunk_size = min(check_samples(chunk_size, "chunk_size"), samples)
 
     keys = jax.random.split(key, samples)
+    # trajectories have one row per step: their length, so the depth, stays static
+    traced = _with_traced_numbers(sampler, net, depth=not trajectory)
     parts = []
     with progress_callback(progress, samples, f"{sampler.name} sampler") as advance:
         for start in range(0, samples, chunk_size):
@@ -270,7 +293,7 @@ def sample(
             size = chunk.shape[0]
             if size < chunk_size:  # pad so that every chunk reuses one compilation
                 chunk = jnp.concatenate([chunk, keys[: chunk_size - size]])
-            parts.append(_run_chunk(sampler, net, x, chunk, trajectory, output)[:size])
+            parts.append(_run_chunk(*traced, x, chunk, trajectory, output)[:size])
             advance(size)
     return parts[0] if len(parts) == 1 else jnp.concatenate(parts)
 
