@@ -8,7 +8,8 @@ Two workloads of the built-in ``forward`` study (exact sampler, ReLU, form A, on
 each 64 cells written to their own files in a fresh results folder:
 
 * ``grid``: width 2..17 x depth 64, 128, 256, 512, 2000 samples, one seed. The shape of a
-  real study: every cell is a new network, so every cell compiles its own program.
+  real study: every width compiles its own program (the depth is traced, so the four
+  depths of a width share it; a Dask worker compiles every width it is handed).
 * ``seeds``: width 8, depth 1000, 4000 samples, seeds 0..63. One program, compiled once
   per process, then pure sampling.
 
