@@ -37,6 +37,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from ._chunks import chunk_size as chunk_size_for
+from ._chunks import map_chunks
 from ._linalg import psd_sqrt
 from ._progress import progress_callback
 from ._validation import check_inputs, check_samples
@@ -63,8 +65,6 @@ LOSSES: dict[str, Callable[[jax.Array], jax.Array]] = {
     "square": lambda x: 0.5 * jnp.sum(x * x),
     "mean": lambda x: jnp.mean(x),  # linear: g_L = 1/n, g_0 = J^T 1 / n
 }
-# Floats one chunk of samples may hold (about 128 MB in float32).
-_CHUNK_FLOATS = 2**25
 
 
 def get_loss(spec: str | Callable) -> Callable[[jax.Array], jax.Array]:
@@ -339,29 +339,6 @@ def _tangents(u, k: int, n: int, dtype) -> jax.Array:
     return jnp.broadcast_to(jnp.asarray(u_arr, dtype), (k, n))
 
 
-def _run(chunk_fn, keys, chunk_size, advance) -> dict[str, jax.Array]:
-    """Run ``chunk_fn`` on fixed-size chunks of ``keys`` (the last one padded, so that every
-    chunk reuses one compilation) and concatenate."""
-    samples = keys.shape[0]
-    parts = []
-    for start in range(0, samples, chunk_size):
-        chunk = keys[start:start + chunk_size]
-        size = chunk.shape[0]
-        if size < chunk_size:
-            chunk = jnp.concatenate([chunk, keys[:chunk_size - size]])
-        parts.append({name: v[:size] for name, v in chunk_fn(chunk).items()})
-        advance(size)
-    if len(parts) == 1:
-        return parts[0]
-    return {name: jnp.concatenate([p[name] for p in parts]) for name in OUTPUTS}
-
-
-def _chunk_size(chunk_size, samples, per_sample) -> int:
-    if chunk_size is None:
-        chunk_size = max(1, min(samples, _CHUNK_FLOATS // per_sample))
-    return min(check_samples(chunk_size, "chunk_size"), samples)
-
-
 def sample_gradients(
     net: ResNet,
     x,
@@ -412,14 +389,14 @@ def sample_gradients(
         # scans run a power-of-two number of layers, so nearby depths share a compilation
         length = 1 << (net.depth - 1).bit_length()
         layer, depth = _ExactLayer.of(net, conditioned), jnp.asarray(net.depth)
-        size = _chunk_size(chunk_size, samples, _floats_per_sample(net, method, k, length))
+        size = chunk_size_for(chunk_size, samples, _floats_per_sample(net, method, k, length))
         chunk_fn = lambda c: _exact_chunk(layer, loss_fn, x, U, c, depth, length)
     else:
-        size = _chunk_size(chunk_size, samples, _floats_per_sample(
+        size = chunk_size_for(chunk_size, samples, _floats_per_sample(
             net, method, k, net.depth if method == "autodiff" else steps))
         chunk_fn = lambda c: _dense_chunk(method, net, loss_fn, x, U, c, steps)
     with progress_callback(progress, samples, f"{method} gradients") as advance:
-        return _run(chunk_fn, keys, size, advance)
+        return map_chunks(chunk_fn, keys, size, advance)
 
 
 def sample_gradients_sweep(
@@ -453,13 +430,13 @@ def sample_gradients_sweep(
     k, n = x.shape
     U = _tangents(u, k, n, dtype)
     length = max(net.depth for net in nets)
-    size = _chunk_size(chunk_size, samples, _floats_per_sample(nets[0], "exact", k, length))
+    size = chunk_size_for(chunk_size, samples, _floats_per_sample(nets[0], "exact", k, length))
     out = []
     with progress_callback(progress, samples * len(nets), "exact gradients") as advance:
         for i, net in enumerate(nets):
             layer, depth = _ExactLayer.of(net), jnp.asarray(net.depth)
             keys = jax.random.split(jax.random.fold_in(key, i), samples)
-            out.append(_run(lambda c, layer=layer, depth=depth: _exact_chunk(
+            out.append(map_chunks(lambda c, layer=layer, depth=depth: _exact_chunk(
                 layer, loss_fn, x, U, c, depth, length), keys, size, advance))
     return out
 

@@ -49,6 +49,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from ._chunks import chunk_size as chunk_size_for
+from ._chunks import map_chunks
 from ._depth_flow import flow, step_plan, traced_floats
 from ._linalg import psd_sqrt
 from ._progress import progress_callback
@@ -68,8 +70,6 @@ READOUTS = ("flatten", "gap")
 SAMPLERS = ("dense", "exact", "sde")
 _FORMS = ("A", "B")
 _SCALINGS = ("shrinking", "iid")
-# floats of working memory per compiled sampling chunk
-_CHUNK_FLOATS = 2**25
 
 
 def _as_tuple(value):
@@ -480,27 +480,17 @@ def sample_conv(
         raise ValueError("trajectory=True returns states; it cannot be combined with readout")
     images = net.check_images(images, dtype)
     k = images.shape[0]
-    if chunk_size is None:
-        state = k * net.channels * net.positions
-        per = net.depth * (net.channels**2 * net.patch_size + net.channels) + 4 * state \
-            if sampler == "dense" else (k * net.positions) ** 2 * 4 + 4 * state \
-            + state * net.patch_size
-        if trajectory:
-            per += (steps + 1) * state
-        chunk_size = max(1, min(samples, _CHUNK_FLOATS // per))
-    chunk_size = min(check_samples(chunk_size, "chunk_size"), samples)
-    keys = jax.random.split(key, samples)
-    parts = []
+    state = k * net.channels * net.positions
+    per = net.depth * (net.channels**2 * net.patch_size + net.channels) + 4 * state \
+        if sampler == "dense" else (k * net.positions) ** 2 * 4 + 4 * state \
+        + state * net.patch_size
+    if trajectory:
+        per += (steps + 1) * state
+    size = chunk_size_for(chunk_size, samples, per)
     with progress_callback(progress, samples, f"conv {sampler} sampler") as advance:
-        for start in range(0, samples, chunk_size):
-            chunk = keys[start : start + chunk_size]
-            size = chunk.shape[0]
-            if size < chunk_size:  # pad so that every chunk reuses one compilation
-                chunk = jnp.concatenate([chunk, keys[: chunk_size - size]])
-            parts.append(_run_chunk(net, images, chunk, sampler, steps, trajectory,
-                                    output)[:size])
-            advance(size)
-    return parts[0] if len(parts) == 1 else jnp.concatenate(parts)
+        return map_chunks(
+            lambda keys: _run_chunk(net, images, keys, sampler, steps, trajectory, output),
+            jax.random.split(key, samples), size, advance)
 
 
 @eqx.filter_jit

@@ -30,6 +30,8 @@ import equinox as eqx
 import jax
 import jax.numpy as jnp
 
+from ._chunks import chunk_size as chunk_size_for
+from ._chunks import map_chunks
 from ._progress import progress_callback
 from ._validation import check_inputs, check_samples
 from .laws import Gaussian, ParameterLaw
@@ -46,8 +48,6 @@ __all__ = [
 ]
 
 OUTPUTS = ("state", "readout")
-# Floats that one chunk of samples may hold per layer (about 256 MB in float64).
-_CHUNK_FLOATS = 2**25
 # Noise floats drawn from one key: several layers per key for narrow networks, where
 # deriving a key per layer would cost more than the normals themselves; at most
 # _LAYERS_PER_KEY layers, which bounds the work wasted past the depth in the last block.
@@ -60,7 +60,12 @@ _TRACED_FIELDS = ("depth", "sigma_w", "sigma_b", "sigma_u", "horizon")
 class Sampler(eqx.Module):
     """A one-layer transition of the stacked states ``(k, n)`` of one network, split into
     state-independent standardised noise and its application, so that the noise of many
-    layers can be drawn in one call."""
+    layers can be drawn in one call.
+
+    Inside the compiled loop the network's depth and float hyperparameters are traced
+    arrays: ``apply`` may compute with them but not branch on them in Python; shapes come
+    from the width and the number of inputs only.
+    """
 
     @property
     @abc.abstractmethod
@@ -276,26 +281,15 @@ def sample(
         raise ValueError("output='readout' needs a network with a readout (net.readout)")
     if output == "readout" and trajectory:
         raise ValueError("trajectory=True returns states; it cannot be combined with readout")
-    if chunk_size is None:
-        per_sample = sampler.floats_per_layer(net, x.shape[0])
-        if trajectory:
-            per_sample += (sampler.steps(net) + 1) * x.shape[0] * net.width
-        chunk_size = max(1, min(samples, _CHUNK_FLOATS // per_sample))
-    chunk_size = min(check_samples(chunk_size, "chunk_size"), samples)
-
-    keys = jax.random.split(key, samples)
+    per_sample = sampler.floats_per_layer(net, x.shape[0])
+    if trajectory:
+        per_sample += (sampler.steps(net) + 1) * x.shape[0] * net.width
+    size = chunk_size_for(chunk_size, samples, per_sample)
     # trajectories have one row per step: their length, so the depth, stays static
     traced = _with_traced_numbers(sampler, net, depth=not trajectory)
-    parts = []
     with progress_callback(progress, samples, f"{sampler.name} sampler") as advance:
-        for start in range(0, samples, chunk_size):
-            chunk = keys[start : start + chunk_size]
-            size = chunk.shape[0]
-            if size < chunk_size:  # pad so that every chunk reuses one compilation
-                chunk = jnp.concatenate([chunk, keys[: chunk_size - size]])
-            parts.append(_run_chunk(*traced, x, chunk, trajectory, output)[:size])
-            advance(size)
-    return parts[0] if len(parts) == 1 else jnp.concatenate(parts)
+        return map_chunks(lambda keys: _run_chunk(*traced, x, keys, trajectory, output),
+                          jax.random.split(key, samples), size, advance)
 
 
 def sample_sde(
