@@ -32,6 +32,7 @@ import jax.numpy as jnp
 
 from ._chunks import chunk_size as chunk_size_for
 from ._chunks import map_chunks
+from ._depth_flow import traced_floats
 from ._progress import progress_callback
 from ._validation import check_inputs, check_samples
 from .laws import Gaussian, ParameterLaw
@@ -53,8 +54,6 @@ OUTPUTS = ("state", "readout")
 # _LAYERS_PER_KEY layers, which bounds the work wasted past the depth in the last block.
 _NOISE_PER_KEY = 1024
 _LAYERS_PER_KEY = 16
-# The network's fields that enter the layer maps as numbers only: traced, not compiled in.
-_TRACED_FIELDS = ("depth", "sigma_w", "sigma_b", "sigma_u", "horizon")
 
 
 class Sampler(eqx.Module):
@@ -184,16 +183,14 @@ def layers_per_key(sampler: Sampler, net: ResNet, inputs: int) -> int:
 
 
 def _with_traced_numbers(sampler: Sampler, net: ResNet, depth: bool):
-    """``(sampler, net)`` with the network's float hyperparameters, and with ``depth`` its
-    depth and the SDE sampler's step count, as weakly typed 0-d arrays: under
-    ``eqx.filter_jit`` they are then arguments rather than constants of the program (weak
-    types keep a float32 simulation in float32)."""
-    fields = [f for f in _TRACED_FIELDS if (f != "depth" or depth)
-              and isinstance(getattr(net, f), int | float)]
-    net = eqx.tree_at(lambda n: [getattr(n, f) for f in fields], net,
-                      [jnp.asarray(getattr(net, f)) for f in fields])
-    if depth and isinstance(sampler, EulerMaruyama):
-        sampler = eqx.tree_at(lambda s: s.num_steps, sampler, jnp.asarray(sampler.num_steps))
+    """``(sampler, net)`` with their float hyperparameters traced (:func:`traced_floats`),
+    and with ``depth`` also the network's depth and the SDE sampler's step count."""
+    sampler, net = traced_floats((sampler, net))
+    if depth:
+        net = eqx.tree_at(lambda n: n.depth, net, jnp.asarray(net.depth))
+        if isinstance(sampler, EulerMaruyama):
+            sampler = eqx.tree_at(lambda s: s.num_steps, sampler,
+                                  jnp.asarray(sampler.num_steps))
     return sampler, net
 
 
