@@ -163,6 +163,20 @@ def test_failed_cells_are_reported_kept_out_and_retried_on_request(tmp_path):
     assert ResultStore(tmp_path).failure(key) is None
 
 
+register_study(Study("test-config-attr", lambda cell: xr.Dataset(
+    {"y": cell.parameters["x"]}, attrs={"config": "mine", "seed": cell.seed}), {"x": 0}))
+
+
+def test_a_study_attribute_that_provenance_would_overwrite_fails_the_cell(tmp_path):
+    """The store writes ``config``, ``seed``, versions ... into every cell: a study's own
+    attribute of that name with another value would be silently lost, so the cell fails and
+    says so (the same value, as a claim's ``seed``, is fine)."""
+    report = run_sweep(Sweep("test-config-attr", grid={"x": [1]}), tmp_path,
+                       executor="inprocess", progress=False)
+    (error,) = report.failed.values()
+    assert "['config']" in error and "provenance" in error and report.computed == ()
+
+
 @pytest.mark.parametrize("spec, message", [
     ({"study": "nope"}, "unknown study"),
     ({"study": "forward", "grid": {"colour": [1]}}, "not a parameter of study"),

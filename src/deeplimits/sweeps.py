@@ -252,6 +252,12 @@ class Outcome:
     seconds: float
 
 
+def _stamp(cell: Cell, seconds: float) -> dict:
+    """What the store adds to a cell's dataset: provenance, the cell's key and run time."""
+    return provenance(cell.describe(), cell.seed) | {"cell_key": cell.key,
+                                                     "cell_seconds": float(seconds)}
+
+
 def execute(cell: Cell) -> Outcome:
     """Run one cell, catching its error (runs on the workers)."""
     import deeplimits  # noqa: F401  (float64 and the registries in a fresh worker)
@@ -259,7 +265,13 @@ def execute(cell: Cell) -> Outcome:
     start = time.perf_counter()
     try:
         ds = get_study(cell.study).run(cell)
-        return Outcome(ds, None, None, time.perf_counter() - start)
+        seconds = time.perf_counter() - start
+        stamp = _stamp(cell, seconds)
+        clash = sorted(k for k in ds.attrs.keys() & stamp.keys() if ds.attrs[k] != stamp[k])
+        if clash:
+            raise ValueError(f"study {cell.study!r} returned attributes {clash}, which the "
+                             "results store writes as provenance; give them other names")
+        return Outcome(ds, None, None, seconds)
     except Exception as exc:  # a failed cell is a result, reported and retried on request
         return Outcome(None, f"{type(exc).__name__}: {exc}", traceback.format_exc(),
                        time.perf_counter() - start)
@@ -447,8 +459,7 @@ def run_sweep(
         for cell, outcome in executor.map(todo) if todo else ():
             if outcome.error is None:
                 ds = outcome.dataset
-                ds.attrs.update(provenance(cell.describe(), cell.seed))
-                ds.attrs.update(cell_key=cell.key, cell_seconds=float(outcome.seconds))
+                ds.attrs.update(_stamp(cell, outcome.seconds))
                 store.save(cell.key, ds)
                 failed.pop(cell.key, None)
                 computed.append(cell.key)

@@ -115,7 +115,7 @@ def _agree_compute(scale: str, seed: int) -> xr.Dataset:
                                                                ("autodiff", "exact", "sde")]))},
                     coords={"test": [r[0] for r in rows], "control": [c[0] for c in control],
                             "method": ["autodiff", "exact", "sde"]})
-    ds.attrs["config"] = str(configs[0][:5])
+    ds.attrs["network"] = str(configs[0][:5])
     return with_verdict(ds, Verdict(
         statistic=f"Bonferroni-adjusted min p of two-sample KS against autodiff through the "
                   f"dense network ({pvals.size} tests: exact sampler and joint (X, J) SDE)",
@@ -132,7 +132,7 @@ def _agree_plot(ds: xr.Dataset):
     fig, (ax1, ax2) = figure(2)
     for m in ds.method.values:
         histogram(ax1, np.log(ds.g0_sq.sel(method=m).values), str(m))
-    ax1.set(xlabel="log |g_0|^2", ylabel="density", title=f"{ds.attrs['config']}")
+    ax1.set(xlabel="log |g_0|^2", ylabel="density", title=f"{ds.attrs['network']}")
     ax1.legend(fontsize=7)
     p = np.sort(ds.pvalue.values)
     ax2.plot(np.arange(1, p.size + 1) / (p.size + 1), p, "o", ms=3, label="vs autodiff")
