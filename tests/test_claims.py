@@ -9,6 +9,7 @@ import pytest
 
 from deeplimits.claims import registry
 from deeplimits.report import figure_png
+from deeplimits.storage import provenance
 
 CLAIMS = sorted(registry())
 
@@ -21,6 +22,9 @@ def test_claim_passes_at_quick_scale(claim_id):
     assert np.isfinite(result.verdict.measured)
     # the figure is drawn from the dataset alone
     assert figure_png(claim.plot(result.dataset))[:8] == b"\x89PNG\r\n\x1a\n"
+    # the results store adds provenance: it must not replace an attribute of the claim's
+    stamp, attrs = provenance(config={}, seed=0), result.dataset.attrs
+    assert [k for k in attrs.keys() & stamp.keys() if attrs[k] != stamp[k]] == []
 
 
 def test_claims_cover_the_issues():

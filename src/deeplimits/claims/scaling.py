@@ -236,7 +236,8 @@ def _trained_sweep(activation: str, delta: str, dataset: str, expected: str):
         inc = analysis.slopes["Increment"]
         regime = analysis.regime
         ds.attrs.update(regime=regime.regime, regime_reason=regime.reason,
-                        initial_regime=initial.regime.regime, config=json.dumps(config.to_dict()))
+                        initial_regime=initial.regime.regime,
+                        training_config=json.dumps(config.to_dict()))
         n_failed = status.count("failed")
         details = (f"{regime}; status counts "
                    f"{ {k: status.count(k) for k in sorted(set(status))} }; "
