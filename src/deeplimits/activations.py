@@ -184,7 +184,10 @@ def _series(f, a, b, c, same):
         fp, fm = _folded(f, v.reshape(-1))
         m2 = (fp * fp + fm * fm) @ w
         sides.append((fp + fm, fp - fm, m2, _SERIES_TOL * jnp.maximum(1.0, m2)))
-    twins = (not same) and a.size == b.size and jnp.all(a.ravel() == b.ravel())
+    # equal variances on both sides (a kernel of X with itself) are computed once; sides of
+    # different sizes can never be twins, and lax.cond needs equal shapes in its branches
+    can_be_twins = (not same) and a.size == b.size
+    twins = can_be_twins and jnp.all(a.ravel() == b.ravel())
     no_even = functools.reduce(jnp.logical_or, [jnp.all(ev == 0) for ev, *_ in sides])
     no_odd = functools.reduce(jnp.logical_or, [jnp.all(od == 0) for _, od, *_ in sides])
 
@@ -208,7 +211,8 @@ def _series(f, a, b, c, same):
             first = side(*sides[0][:2])
             if len(sides) == 1:
                 return (first,)
-            # equal variances on both sides (a kernel of X with itself): compute them once
+            if not can_be_twins:
+                return first, side(*sides[1][:2])
             return first, jax.lax.cond(twins, lambda: first, lambda: side(*sides[1][:2]))
 
         def skip():
