@@ -34,7 +34,7 @@ import jax.numpy as jnp
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from bench_samplers import bench, blocked, g, machine, md_table, text_table  # noqa: E402
 from deeplimits.backward import sample_gradients  # noqa: E402
-from deeplimits.networks import ResNet  # noqa: E402
+from deeplimits.spec.networks import ResNet
 
 WIDTH = 256
 SAMPLES = 256

@@ -43,8 +43,8 @@ import tempfile
 import time
 from pathlib import Path
 
-from deeplimits._workers import pin
-from deeplimits.sweeps import DaskExecutor, InProcess, Sweep, run_sweep
+from deeplimits._core.workers import pin
+from deeplimits.experiments.sweeps import DaskExecutor, InProcess, Sweep, run_sweep
 
 README = Path(__file__).with_name("README.md")
 START, END = "<!-- sweeps:start -->", "<!-- sweeps:end -->"

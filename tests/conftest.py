@@ -4,7 +4,7 @@ and the oversubscribed pools spin."""
 
 import os
 
-from deeplimits._workers import core_shares, pin
+from deeplimits._core.workers import core_shares, pin
 
 
 def pytest_configure(config):

@@ -16,7 +16,7 @@ from hypothesis import strategies as st
 from scipy import integrate, special, stats
 
 import deeplimits as dl
-from deeplimits.activations import Activation, activation_names, get_activation
+from deeplimits.spec.activations import Activation, activation_names, get_activation
 
 CLOSED = ("relu", "abs", "identity", "erf")
 

@@ -15,17 +15,17 @@ import pytest
 from scipy import stats as st
 from typer.testing import CliRunner
 
-from deeplimits.backward import (
+from deeplimits.cli import app
+from deeplimits.experiments.store import load_dataset
+from deeplimits.simulation.gradients import (
     _differentiate,
     jacobian_moment_identity,
     orthonormal_rows,
     sample_gradients,
     sample_gradients_sweep,
 )
-from deeplimits.cli import app
-from deeplimits.laws import get_law
-from deeplimits.networks import InputLayer, ResNet
-from deeplimits.storage import load_dataset
+from deeplimits.spec.laws import get_law
+from deeplimits.spec.networks import InputLayer, ResNet
 
 X3 = np.array([[0.7, -0.4, 1.1]])
 
@@ -64,7 +64,7 @@ def test_sde_method_is_autodiff_on_the_shared_path():
     blocks = net.params_from_increments(dB).blocks
 
     def on_net(x0, blocks):
-        from deeplimits.networks import ResNetParams
+        from deeplimits.spec.networks import ResNetParams
 
         return net.apply(ResNetParams(blocks=blocks), x0[None])[0]
 

@@ -7,9 +7,9 @@ modules); this test fails whenever a property that the report certifies breaks.
 import numpy as np
 import pytest
 
-from deeplimits.claims import registry
-from deeplimits.report import figure_png
-from deeplimits.storage import provenance
+from deeplimits.experiments.claims import registry
+from deeplimits.experiments.report import figure_png
+from deeplimits.experiments.store import provenance
 
 CLAIMS = sorted(registry())
 

@@ -7,7 +7,7 @@ import pytest
 from typer.testing import CliRunner
 
 from deeplimits.cli import app
-from deeplimits.storage import load_dataset
+from deeplimits.experiments.store import load_dataset
 
 runner = CliRunner()
 

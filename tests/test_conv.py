@@ -122,7 +122,7 @@ def test_conv_cli_writes_dataset_and_refuses_bad_input(tmp_path):
     from typer.testing import CliRunner
 
     from deeplimits.cli import app
-    from deeplimits.storage import load_dataset
+    from deeplimits.experiments.store import load_dataset
 
     runner = CliRunner()
     out = tmp_path / "c.nc"

@@ -12,8 +12,9 @@ from sklearn.linear_model import Ridge
 
 import deeplimits as dl
 from deeplimits import inference as inf
-from deeplimits.datasets import affine_residual, format_table, load_split, regression_table
-from deeplimits.estimators import ResNetKernelRegressor, resnet_for_kernel
+from deeplimits.data.tabular import load_split
+from deeplimits.experiments.regression import affine_residual, format_table, regression_table
+from deeplimits.wide.estimators import ResNetKernelRegressor, resnet_for_kernel
 
 
 @pytest.fixture(scope="module")

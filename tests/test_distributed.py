@@ -6,7 +6,8 @@ import numpy as np
 import pytest
 
 import deeplimits as dl
-from deeplimits.distributed import dask_client, distributed_kernel
+from deeplimits._core.dask import dask_client
+from deeplimits.wide.distributed import distributed_kernel
 
 
 @pytest.fixture(scope="module")

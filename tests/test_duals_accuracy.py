@@ -21,7 +21,7 @@ import pytest
 from jax.scipy.special import erf as jerf
 from scipy import integrate, special
 
-from deeplimits.activations import Activation, get_activation
+from deeplimits.spec.activations import Activation, get_activation
 
 ATOL = 1e-11
 

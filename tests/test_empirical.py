@@ -7,8 +7,8 @@ import numpy as np
 import pytest
 
 import deeplimits as dl
-import deeplimits.claims.kernels  # noqa: F401  (registers K1-nngp and K1-ntk)
-from deeplimits import empirical as em
+import deeplimits.experiments.claims.kernels  # noqa: F401  (registers K1-nngp and K1-ntk)
+from deeplimits.wide import empirical as em
 
 X = np.random.default_rng(0).standard_normal((4, 3))
 

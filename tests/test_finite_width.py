@@ -19,10 +19,10 @@ from typer.testing import CliRunner
 from deeplimits import closed_forms, stats
 from deeplimits import finite_width as fw
 from deeplimits.cli import app
-from deeplimits.kernels import kernel
-from deeplimits.networks import ResNet, hayou_resnet
-from deeplimits.samplers import sample
-from deeplimits.storage import load_dataset
+from deeplimits.experiments.store import load_dataset
+from deeplimits.simulation.samplers import sample
+from deeplimits.spec.networks import ResNet, hayou_resnet
+from deeplimits.wide.kernels import kernel
 
 # -- closed forms ------------------------------------------------------------------------------
 

@@ -21,7 +21,7 @@ from sklearn.model_selection import GridSearchCV, cross_val_score
 
 import deeplimits as dl
 from deeplimits import inference as inf
-from deeplimits.estimators import ResNetKernel, ResNetKernelRegressor, resnet_for_kernel
+from deeplimits.wide.estimators import ResNetKernel, ResNetKernelRegressor, resnet_for_kernel
 
 RNG = np.random.default_rng(0)
 D = 4

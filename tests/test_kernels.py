@@ -9,7 +9,7 @@ import pytest
 from scipy import integrate
 
 import deeplimits as dl
-from deeplimits import kernels as K
+from deeplimits.wide import kernels as K
 
 RNG = np.random.default_rng(0)
 X = RNG.standard_normal((7, 5))

@@ -9,7 +9,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from deeplimits.laws import CustomLaw, Gaussian, Rademacher, Uniform, get_law
+from deeplimits.spec.laws import CustomLaw, Gaussian, Rademacher, Uniform, get_law
 
 N = 200_000
 

@@ -15,7 +15,7 @@ from sklearn.gaussian_process import GaussianProcessRegressor
 from sklearn.gaussian_process.kernels import WhiteKernel
 
 import deeplimits as dl
-from deeplimits.activations import activation_names, get_activation
+from deeplimits.spec.activations import activation_names, get_activation
 
 RNG = np.random.default_rng(19)
 X1 = RNG.standard_normal((20, 3))  # 20 + 7 > 16 rows: max_memory=1 forces 16-row tiles
@@ -98,7 +98,7 @@ def test_kernel_command_with_a_second_input_file(tmp_path):
     from typer.testing import CliRunner
 
     from deeplimits.cli import app
-    from deeplimits.storage import load_dataset
+    from deeplimits.experiments.store import load_dataset
 
     np.save(tmp_path / "x1.npy", X1)
     np.save(tmp_path / "x2.npy", X2)

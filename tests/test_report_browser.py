@@ -5,7 +5,7 @@ import shutil
 
 import pytest
 
-from deeplimits.reproduce import reproduce
+from deeplimits.experiments.reproduce import reproduce
 
 CLAIMS = ["K2"]  # the cheapest claim: the browser, not the claim, is under test
 

@@ -12,8 +12,8 @@ import numpy as np
 import pytest
 import xarray as xr
 
-from deeplimits.storage import ResultStore, load_dataset
-from deeplimits.sweeps import (
+from deeplimits.experiments.store import ResultStore, load_dataset
+from deeplimits.experiments.sweeps import (
     DaskExecutor,
     Study,
     Sweep,

@@ -8,8 +8,8 @@ import numpy as np
 import pytest
 
 import deeplimits as dl
-from deeplimits import samplers
-from deeplimits._validation import check_inputs, check_samples
+from deeplimits._core.validation import check_inputs, check_samples
+from deeplimits.simulation import samplers
 
 KEY = jax.random.key(0)
 

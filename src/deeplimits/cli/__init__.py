@@ -9,23 +9,28 @@ from __future__ import annotations
 
 import typer
 
-from . import conv, finite_width, gradients, scaling
-from .kernels import kernel, regress
-from .reproduce import reproduce
-from .simulate import simulate
-from .sweep import collect, plot, sweep
+from deeplimits.cli import conv, finite_width, gradients, scaling
+from deeplimits.cli.kernels import kernel, regress
+from deeplimits.cli.reproduce import reproduce
+from deeplimits.cli.simulate import simulate
+from deeplimits.cli.sweep import collect, plot, sweep
 
 __all__ = ["app"]
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_show_locals=False,
                   help="Very deep residual networks as diffusions: simulate and reproduce.")
+
+
 for command in (simulate, kernel, regress, reproduce, sweep, collect, plot):
     app.command()(command)
+
+
 # command groups, each a typer app of its own module
 for name, group in (("finite-width", finite_width.app), ("gradients", gradients.app),
                     ("conv", conv.app), ("scaling", scaling.app)):
     if group.registered_commands:
         app.add_typer(group, name=name)
+
 
 if __name__ == "__main__":
     app()

@@ -56,8 +56,6 @@ def check_output(path: Path, suffix: str) -> None:
         raise fail(f"output {path} is a directory")
 
 
-
-
 class ExecutorName(StrEnum):
     inprocess = "inprocess"
     local = "local"
@@ -67,6 +65,6 @@ class ExecutorName(StrEnum):
 def make_executor(name: ExecutorName, workers: int | None, scheduler: str | None):
     """The executor for ``--executor``, ``--workers`` and ``--scheduler`` (checked now; it
     starts, and an unreachable scheduler is reported, before the first cell)."""
-    from ..sweeps import get_executor
+    from deeplimits.experiments.sweeps import get_executor
 
     return get_executor(name.value, workers, scheduler)

@@ -11,8 +11,8 @@ from typing import Annotated
 import numpy as np
 import typer
 
-from .._progress import progress_bar
-from ._common import Form, Scaling, check_output, err, fail
+from deeplimits._core.progress import progress_bar
+from deeplimits.cli._common import Form, Scaling, check_output, err, fail
 
 app = typer.Typer(no_args_is_help=True, help="Convolutional ResNets on images: finite "
                   "networks, their SDE and their wide-channel kernels.")
@@ -20,7 +20,7 @@ app = typer.Typer(no_args_is_help=True, help="Convolutional ResNets on images: f
 
 def _images(digits: str, images: Path | None) -> np.ndarray:
     """Images ``(k, C_in, *spatial)``: a .npy stack, or bundled digits by index."""
-    from ..conv import digits_images
+    from deeplimits.data.images import digits_images
 
     if images is not None:
         if not images.exists() or images.suffix != ".npy":
@@ -55,10 +55,11 @@ def simulate(
     import jax
     import xarray as xr
 
-    from ..conv import ConvResNet, sample_conv
-    from ..plotting import figure, histogram
-    from ..report import figure_png
-    from ..storage import atomic_path, provenance, save_dataset
+    from deeplimits.experiments.figures import figure, histogram
+    from deeplimits.experiments.report import figure_png
+    from deeplimits.experiments.store import atomic_path, provenance, save_dataset
+    from deeplimits.simulation.conv import sample_conv
+    from deeplimits.spec.conv import ConvResNet
 
     check_output(out, ".nc")
     imgs = _images(digits, images)
@@ -125,8 +126,9 @@ def kernel(
     """NNGP and NTK of the infinitely-many-channel conv network (form A) between images."""
     import xarray as xr
 
-    from ..conv import ConvResNet, conv_kernel
-    from ..storage import provenance, save_dataset
+    from deeplimits.experiments.store import provenance, save_dataset
+    from deeplimits.spec.conv import ConvResNet
+    from deeplimits.wide.conv_kernels import conv_kernel
 
     check_output(out, ".nc")
     imgs = _images(digits, images)

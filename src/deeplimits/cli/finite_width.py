@@ -13,7 +13,7 @@ from typing import Annotated
 
 import typer
 
-from ._common import check_output, err, fail
+from deeplimits.cli._common import check_output, err, fail
 
 app = typer.Typer(no_args_is_help=True, help="Fixed width, infinite depth (finite_width.md).")
 
@@ -57,7 +57,7 @@ def _outputs(out: Path, figure: Path | None) -> Path:
 
 def _gbm_spec(spec: str):
     """``identity``, ``abs``, ``affine:A,B`` (A x + B) or ``abs:A,C`` (A |x - C|)."""
-    from ..closed_forms import GBMActivation, gbm_activation
+    from deeplimits.analysis.closed_forms import GBMActivation, gbm_activation
 
     kind, _, args = spec.partition(":")
     if not args:
@@ -71,8 +71,8 @@ def _gbm_spec(spec: str):
 
 
 def _write(ds, figure_fn, out: Path, figure: Path, config: dict, seed: int, start: float):
-    from ..report import figure_png
-    from ..storage import atomic_path, provenance, save_dataset
+    from deeplimits.experiments.report import figure_png
+    from deeplimits.experiments.store import atomic_path, provenance, save_dataset
 
     ds.attrs.update(provenance(config, seed))
     ds.attrs["seconds"] = time.perf_counter() - start
@@ -83,7 +83,11 @@ def _write(ds, figure_fn, out: Path, figure: Path, config: dict, seed: int, star
 
 
 Seed = Annotated[int, typer.Option(help="Random seed.")]
+
+
 Samples = Annotated[int, typer.Option(help="Independent networks per setting.")]
+
+
 Figure = Annotated[Path | None, typer.Option(help="Figure (.png; default: beside --out).")]
 
 
@@ -101,8 +105,8 @@ def law(
 ) -> None:
     """Closed-form law of the post-activation norm against simulation: the geometric-BM
     family (a x + b, a|x - c|) or the ReLU identity with the active count."""
-    from ..claims.finite_width import plot_gbm, plot_relu_identity
-    from ..finite_width import gbm_law_study, relu_identity_study
+    from deeplimits.experiments.claims.finite_width import plot_gbm, plot_relu_identity
+    from deeplimits.experiments.finite_width import gbm_law_study, relu_identity_study
 
     figure = _outputs(out, figure)
     ws = _ints(widths, "widths")
@@ -151,8 +155,8 @@ def regime(
     figure: Figure = None,
 ) -> None:
     """The ReLU width regime change: E log|phi(Y_t)|/|phi(Y_0)| by width and horizon."""
-    from ..claims.finite_width import plot_regime
-    from ..finite_width import regime_study, sign_change_width
+    from deeplimits.experiments.claims.finite_width import plot_regime
+    from deeplimits.experiments.finite_width import regime_study, sign_change_width
 
     figure = _outputs(out, figure)
     ws = _ints(widths, "widths")
@@ -191,8 +195,8 @@ def dead(
     figure: Figure = None,
 ) -> None:
     """ReLU dead orthant: dead starts (2^-n) and collapse during propagation by depth."""
-    from ..claims.finite_width import plot_dead
-    from ..finite_width import dead_orthant_study
+    from deeplimits.experiments.claims.finite_width import plot_dead
+    from deeplimits.experiments.finite_width import dead_orthant_study
 
     figure = _outputs(out, figure)
     ws, ls = _ints(widths, "widths"), _ints(depths, "depths")
@@ -222,9 +226,9 @@ def limits(
 ) -> None:
     """Order of limits for the covariance: (n, L) grid against the kernel ODE and the
     width-first recursion."""
-    from ..activations import get_activation
-    from ..claims.finite_width import plot_covariance
-    from ..finite_width import covariance_grid
+    from deeplimits.experiments.claims.finite_width import plot_covariance
+    from deeplimits.experiments.finite_width import covariance_grid
+    from deeplimits.spec.activations import get_activation
 
     figure = _outputs(out, figure)
     ws, ls = _ints(widths, "widths"), _ints(depths, "depths")
@@ -259,9 +263,9 @@ def nongaussian(
 ) -> None:
     """Distance of one neuron to the Gaussian limit over (n, L): KS distance, kurtosis,
     tail quantiles and dependence of neurons."""
-    from ..activations import get_activation
-    from ..claims.finite_width import plot_nongaussian
-    from ..finite_width import nongaussian_study
+    from deeplimits.experiments.claims.finite_width import plot_nongaussian
+    from deeplimits.experiments.finite_width import nongaussian_study
+    from deeplimits.spec.activations import get_activation
 
     figure = _outputs(out, figure)
     acts = [a.strip() for a in activations.split(",") if a.strip()]

@@ -11,8 +11,8 @@ from typing import Annotated
 import numpy as np
 import typer
 
-from .._progress import progress_bar
-from ._common import Form, Scaling, check_output, err, fail, load_inputs
+from deeplimits._core.progress import progress_bar
+from deeplimits.cli._common import Form, Scaling, check_output, err, fail, load_inputs
 
 app = typer.Typer(no_args_is_help=True, help="Jacobians and gradients of random ResNets: "
                   "autodiff, the joint (X, J) SDE, and the exact forward-backward sampler.")
@@ -42,7 +42,7 @@ def _dataset(out: dict, xs: np.ndarray):
 
 
 def _plot(ds, closed_form):
-    from ..plotting import figure, histogram
+    from deeplimits.experiments.figures import figure, histogram
 
     fig, (ax1, ax2) = figure(2)
     for a in ds.input.values:
@@ -86,11 +86,15 @@ def simulate(
     g_0 and parameter-gradient norms; save a dataset and a figure."""
     import jax
 
-    from ..backward import check_method, jacobian_log_norm_law, sample_gradients
-    from ..networks import ResNet
-    from ..report import figure_png
-    from ..simulate import default_inputs, network_config
-    from ..storage import atomic_path, provenance, save_dataset
+    from deeplimits.experiments.report import figure_png
+    from deeplimits.experiments.simulate import default_inputs, network_config
+    from deeplimits.experiments.store import atomic_path, provenance, save_dataset
+    from deeplimits.simulation.gradients import (
+        check_method,
+        jacobian_log_norm_law,
+        sample_gradients,
+    )
+    from deeplimits.spec.networks import ResNet
 
     figure = out.with_suffix(".png") if figure is None else figure
     check_output(out, ".nc")
@@ -105,7 +109,7 @@ def simulate(
             if value <= 0:
                 raise ValueError(f"{name} must be a positive integer, got {value}")
         xs = load_inputs(x) if x is not None else default_inputs(width, inputs, seed)
-        from .._validation import check_inputs
+        from deeplimits._core.validation import check_inputs
 
         xs = np.asarray(check_inputs(net, xs, np.float64))
     except ValueError as exc:

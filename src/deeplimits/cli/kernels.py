@@ -10,8 +10,8 @@ from typing import Annotated
 import numpy as np
 import typer
 
-from .._progress import progress_bar
-from ._common import Form, Scale, check_output, err, fail, load_inputs
+from deeplimits._core.progress import progress_bar
+from deeplimits.cli._common import Form, Scale, check_output, err, fail, load_inputs
 
 
 def _depth(value: str) -> float:
@@ -44,9 +44,9 @@ def kernel(
         "results/kernel.nc"),
 ) -> None:
     """Compute the NNGP and/or NTK of the infinitely wide network for given inputs."""
-    from ..kernels import kernel as compute
-    from ..networks import InputLayer, ResNet
-    from ..storage import atomic_path, provenance, save_dataset
+    from deeplimits.experiments.store import atomic_path, provenance, save_dataset
+    from deeplimits.spec.networks import InputLayer, ResNet
+    from deeplimits.wide.kernels import kernel as compute
 
     if which not in ("nngp", "ntk", "both"):
         raise fail(f"--which must be nngp, ntk or both, got {which!r}")
@@ -64,7 +64,7 @@ def kernel(
         net = ResNet(width=max(d, 1), depth=1 if math.isinf(depth_value) else depth_value,
                      form=form.value, activation=activation, sigma_w=sigma_w, sigma_b=sigma_b,
                      input_layer=InputLayer(d) if input_layer else None)
-        from ..kernels import _as_inputs, _check_kernel_net
+        from deeplimits.wide.kernels import _as_inputs, _check_kernel_net
 
         _check_kernel_net(net)
         _as_inputs(xs, "x", d)
@@ -75,7 +75,7 @@ def kernel(
     start = time.perf_counter()
     need_ntk = which != "nngp"
     if dask or scheduler is not None or out.suffix == ".zarr":
-        from ..distributed import distributed_kernel
+        from deeplimits.wide.distributed import distributed_kernel
 
         try:
             result = distributed_kernel(
@@ -98,7 +98,7 @@ def kernel(
         if need_ntk:
             data["ntk"] = (("x1", "x2"), result.ntk)
         ds = xr.Dataset(data)
-        from ..simulate import network_config
+        from deeplimits.experiments.simulate import network_config
 
         ds.attrs.update(provenance(network_config(net) | {"depth": str(depth_value)}))
         save_dataset(ds, out)
@@ -119,8 +119,9 @@ def regress(
 ) -> None:
     """Test scores of wide-ResNet kernel predictors (forms A, B, C, weakly and fully trained)
     beside an RBF-kernel GP and ridge regression, hyperparameters by cross-validation."""
-    from ..datasets import DATASETS, format_table, regression_table, split_arrays
-    from ..storage import provenance, save_dataset
+    from deeplimits.data.tabular import DATASETS, split_arrays
+    from deeplimits.experiments.regression import format_table, regression_table
+    from deeplimits.experiments.store import provenance, save_dataset
 
     check_output(out, ".nc")
     if (x is None) != (y is None):

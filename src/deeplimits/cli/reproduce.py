@@ -8,7 +8,7 @@ from typing import Annotated
 import jax
 import typer
 
-from ._common import ExecutorName, Scale, err, fail, make_executor
+from deeplimits.cli._common import ExecutorName, Scale, err, fail, make_executor
 
 
 def reproduce(
@@ -28,9 +28,9 @@ def reproduce(
     Claims already checked in the results folder (same scale and seed) are not rerun, so a
     run that was interrupted resumes where it stopped.
     """
-    from ..reproduce import claim_sweep, select_claims
-    from ..reproduce import reproduce as run
-    from ..storage import ResultStore
+    from deeplimits.experiments.reproduce import claim_sweep, select_claims
+    from deeplimits.experiments.reproduce import reproduce as run
+    from deeplimits.experiments.store import ResultStore
 
     try:
         claims = select_claims(only)

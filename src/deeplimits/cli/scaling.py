@@ -17,13 +17,13 @@ from typing import Annotated
 import numpy as np
 import typer
 
-from ._common import check_output, err, fail
+from deeplimits.cli._common import check_output, err, fail
 
 app = typer.Typer(no_args_is_help=True, help="Scaling of trained weights with depth.")
 
 
 def _parse_depths(depths: str | None, min_depth: int, max_depth: int) -> list[int]:
-    from ..scaling import depth_grid
+    from deeplimits.scaling import depth_grid
 
     if depths is None:
         return depth_grid(max_depth, min_depth=min_depth)
@@ -61,7 +61,12 @@ def train(
     data_seed: Annotated[int, typer.Option(help="Seed of the data set.")] = 0,
 ) -> None:
     """Train every (depth, seed) cell not yet in OUT."""
-    from ..scaling import TrainConfig, load_data, load_npy_data, train_sweep
+    from deeplimits.scaling import (
+        TrainConfig,
+        load_data,
+        load_npy_data,
+        train_sweep,
+    )
 
     try:
         grid = _parse_depths(depths, min_depth, max_depth)
@@ -150,8 +155,13 @@ def analyze(
     as_json: Annotated[bool, typer.Option("--json", help="Print a JSON summary.")] = False,
 ) -> None:
     """Slopes of every statistic with intervals, and the regime verdict."""
-    from ..scaling import analyze_weights, check_weight_stacks, load_sweep, sweep_weights
-    from ..storage import provenance, save_dataset
+    from deeplimits.experiments.store import provenance, save_dataset
+    from deeplimits.scaling import (
+        analyze_weights,
+        check_weight_stacks,
+        load_sweep,
+        sweep_weights,
+    )
 
     try:
         if output is not None:

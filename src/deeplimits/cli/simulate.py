@@ -10,8 +10,8 @@ from typing import Annotated
 import numpy as np
 import typer
 
-from .._progress import progress_bar
-from ._common import Form, SamplerName, Scaling, check_output, err, fail, load_inputs
+from deeplimits._core.progress import progress_bar
+from deeplimits.cli._common import Form, SamplerName, Scaling, check_output, err, fail, load_inputs
 
 
 def simulate(
@@ -36,11 +36,11 @@ def simulate(
     as_json: Annotated[bool, typer.Option("--json", help="Print a JSON summary.")] = False,
 ) -> None:
     """Sample a network, compare it with its limit, and save a dataset and a figure."""
-    from ..networks import ResNet
-    from ..report import figure_png
-    from ..simulate import default_inputs, network_config, plot_simulation
-    from ..simulate import simulate as run
-    from ..storage import atomic_path, provenance, save_dataset
+    from deeplimits.experiments.report import figure_png
+    from deeplimits.experiments.simulate import default_inputs, network_config, plot_simulation
+    from deeplimits.experiments.simulate import simulate as run
+    from deeplimits.experiments.store import atomic_path, provenance, save_dataset
+    from deeplimits.spec.networks import ResNet
 
     figure = out.with_suffix(".png") if figure is None else figure
     check_output(out, ".nc")
@@ -54,8 +54,8 @@ def simulate(
         if inputs <= 0:
             raise ValueError(f"inputs must be a positive integer, got {inputs}")
         xs = load_inputs(x) if x is not None else default_inputs(width, inputs, seed)
-        from .._validation import check_inputs
-        from ..samplers import get_sampler
+        from deeplimits._core.validation import check_inputs
+        from deeplimits.simulation.samplers import get_sampler
 
         check_inputs(net, xs, np.float64)
         get_sampler(sampler.value, net, steps).check(net)

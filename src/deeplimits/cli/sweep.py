@@ -8,7 +8,7 @@ from typing import Annotated
 
 import typer
 
-from ._common import ExecutorName, err, fail, make_executor
+from deeplimits.cli._common import ExecutorName, err, fail, make_executor
 
 
 def sweep(
@@ -27,7 +27,7 @@ def sweep(
 ) -> None:
     """Run every missing cell of a sweep; finished cells are skipped, so rerunning after a
     crash completes exactly what is missing."""
-    from ..sweeps import Sweep, collect, run_sweep, save_collected, studies
+    from deeplimits.experiments.sweeps import Sweep, collect, run_sweep, save_collected, studies
 
     if list_studies:
         for name, study in studies().items():
@@ -42,7 +42,7 @@ def sweep(
     try:
         plan = Sweep.from_toml(spec)
         cells = plan.validate()
-        from ..storage import ResultStore
+        from deeplimits.experiments.store import ResultStore
 
         ResultStore(out).check()
         pool = make_executor(executor, workers, scheduler)
@@ -71,8 +71,8 @@ def collect(
         help="Output (.nc or .zarr; default <folder>/collected.nc).")] = None,
 ) -> None:
     """Assemble the finished cells of a results folder into one dataset."""
-    from ..sweeps import collect as assemble
-    from ..sweeps import save_collected
+    from deeplimits.experiments.sweeps import collect as assemble
+    from deeplimits.experiments.sweeps import save_collected
 
     out = folder / "collected.nc" if out is None else out
     if out.suffix not in (".nc", ".zarr"):
@@ -93,8 +93,8 @@ def plot(
         help="Figure (.png) for one dataset (default: beside it).")] = None,
 ) -> None:
     """Redraw figures from saved datasets, without rerunning anything."""
-    from ..report import figure_for, figure_png, redraw_figures
-    from ..storage import atomic_path, load_dataset
+    from deeplimits.experiments.report import figure_for, figure_png, redraw_figures
+    from deeplimits.experiments.store import atomic_path, load_dataset
 
     if not path.exists():
         raise fail(f"{path} does not exist")

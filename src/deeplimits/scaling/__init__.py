@@ -11,19 +11,7 @@ Typical use::
     print(result.table()); print(result.regime)
 """
 
-from .data import (
-    DIGITS_LAYERS,
-    MNIST_LAYERS,
-    ScalingData,
-    depth_grid,
-    digits_embedding,
-    load_npy_data,
-    mnist_embedding,
-    one_hot_targets,
-    random_conv_embedding,
-    synthetic_ode_data,
-)
-from .estimators import (
+from deeplimits.analysis.weight_scaling import (
     REGIMES,
     STATISTICS,
     Regime,
@@ -47,7 +35,37 @@ from .estimators import (
     spectral_max,
     synthetic_weights,
 )
-from .models import (
+from deeplimits.data.scaling import (
+    DIGITS_LAYERS,
+    MNIST_LAYERS,
+    ScalingData,
+    depth_grid,
+    digits_embedding,
+    load_npy_data,
+    mnist_embedding,
+    one_hot_targets,
+    random_conv_embedding,
+    synthetic_ode_data,
+)
+from deeplimits.experiments.scaling import (
+    cell_path,
+    load_sweep,
+    model_from_cell,
+    sweep_weights,
+    train_sweep,
+)
+from deeplimits.simulation.training import (
+    LOSSES,
+    OPTIMIZERS,
+    TrainConfig,
+    depth_buckets,
+    load_data,
+    train_cells,
+    train_depth,
+    train_grid,
+    train_marion,
+)
+from deeplimits.spec.trainable import (
     ACTIVATIONS,
     DELTA_VARIANTS,
     INITS,
@@ -65,40 +83,20 @@ from .models import (
     trend_noise,
     with_weights,
 )
-from .train import (
-    LOSSES,
-    OPTIMIZERS,
-    TrainConfig,
-    cell_path,
-    depth_buckets,
-    load_data,
-    load_sweep,
-    model_from_cell,
-    sweep_weights,
-    train_cells,
-    train_depth,
-    train_grid,
-    train_marion,
-    train_sweep,
-)
 
 __all__ = [
-    # data
     "DIGITS_LAYERS", "MNIST_LAYERS", "ScalingData", "depth_grid", "digits_embedding",
     "load_npy_data", "mnist_embedding", "one_hot_targets", "random_conv_embedding",
-    "synthetic_ode_data",
-    # estimators
-    "REGIMES", "STATISTICS", "Regime", "ScalingAnalysis", "SlopeFit", "analyze_weights",
-    "check_weight_stacks", "classify_regime", "conv_singular_values", "cumsum_norm",
-    "detrended_cumsum", "fit_slope", "h1_norm", "increment", "layer_norms", "max_norm",
-    "mean_sq", "quadratic_variation", "root_ssq", "sequence_statistics", "spectral_max",
-    "synthetic_weights",
-    # models
-    "ACTIVATIONS", "DELTA_VARIANTS", "INITS", "MARION_KINDS", "WEIGHT_REGULARITIES",
-    "FCResNet", "MarionResNet", "TrendNoise", "effective_weights", "fgn", "fgn_autocovariance",
-    "init_fc_resnet", "init_marion", "rbf_increments", "trend_noise", "with_weights",
-    # training
-    "LOSSES", "OPTIMIZERS", "TrainConfig", "cell_path", "depth_buckets", "load_data",
-    "load_sweep", "model_from_cell", "sweep_weights", "train_cells", "train_depth",
-    "train_grid", "train_marion", "train_sweep",
+    "synthetic_ode_data", "REGIMES", "STATISTICS", "Regime", "ScalingAnalysis", "SlopeFit",
+    "analyze_weights", "check_weight_stacks", "classify_regime", "conv_singular_values",
+    "cumsum_norm", "detrended_cumsum", "fit_slope", "h1_norm", "increment", "layer_norms",
+    "max_norm", "mean_sq", "quadratic_variation", "root_ssq", "sequence_statistics",
+    "spectral_max", "synthetic_weights", "ACTIVATIONS", "DELTA_VARIANTS", "INITS", "MARION_KINDS",
+    "WEIGHT_REGULARITIES", "FCResNet", "MarionResNet", "TrendNoise", "effective_weights", "fgn",
+    "fgn_autocovariance", "init_fc_resnet", "init_marion", "rbf_increments", "trend_noise",
+    "with_weights", "LOSSES", "OPTIMIZERS", "TrainConfig", "cell_path", "depth_buckets",
+    "load_data", "load_sweep", "model_from_cell", "sweep_weights", "train_cells", "train_depth",
+    "train_grid", "train_marion", "train_sweep"
 ]
+
+

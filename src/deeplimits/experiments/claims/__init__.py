@@ -1,0 +1,24 @@
+"""The claims that ``deeplimits reproduce`` checks, each with a verdict and a figure."""
+
+from deeplimits.experiments.claims import (  # noqa: F401  (registers the claims)
+    backward,
+    conv,
+    finite_width,
+    forward,
+    kernel_ode,
+    kernels,
+    scaling,
+)
+from deeplimits.experiments.claims._base import (
+    SCALES,
+    Claim,
+    ClaimResult,
+    Verdict,
+    pick,
+    register,
+    registry,
+)
+
+__all__ = ["SCALES", "Claim", "ClaimResult", "Verdict", "pick", "register", "registry"]
+
+

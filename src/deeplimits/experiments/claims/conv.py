@@ -1,0 +1,257 @@
+"""Claims about convolutional ResNets (``conv.md``), on scikit-learn's 8 x 8 digits.
+
+* ``V1-sde``: at fixed channels, the conv network converges to its SDE with the patch Gram
+  noise: pathwise at rate ``L^{-1/2}`` on one Brownian path, and in law (Rademacher
+  parameters against the Gaussian SDE).
+* ``V1-kernel``: as channels grow, finite networks converge to the wide-channel kernel at
+  rate ``C^{-1/2}``, and the finite-depth recursion converges to the continuous-depth ODE
+  at rate ``1/L``.
+
+Randomness comes from ``jax.random.key(seed)`` folded with a tag; tolerances state their
+sample sizes.
+"""
+
+from __future__ import annotations
+
+import math
+
+import jax
+import numpy as np
+import xarray as xr
+from scipy import stats as st
+
+from deeplimits._core.keys import seed_key
+from deeplimits.analysis import stats
+from deeplimits.data.images import digits_images
+from deeplimits.experiments.claims._base import Claim, Verdict, pick, register, with_verdict
+from deeplimits.experiments.figures import depth_ticks, figure, histogram, loglog_fit
+from deeplimits.simulation.conv import network_on_increments, sample_conv
+from deeplimits.spec.conv import ConvResNet
+from deeplimits.wide.conv_kernels import conv_kernel, empirical_conv_kernel
+
+ALPHA = 0.01
+
+
+DIGITS = [0, 7]  # a zero and a seven: distinct shapes
+
+
+
+
+def _sde_net(depth: int, law: str = "gaussian") -> ConvResNet:
+    return ConvResNet(channels=3, depth=depth, image_shape=(8, 8), kernel_size=3, form="A",
+                      activation="tanh", sigma_w=2.0, sigma_b=0.5, law=law)
+
+
+def _sde_compute(scale: str, seed: int) -> xr.Dataset:
+    depths = pick(scale, [4, 8, 16, 32, 64], [4, 8, 16, 32, 64, 128, 256])
+    ref_steps = pick(scale, 256, 2048)
+    paths = pick(scale, 32, 128)
+    n_law = pick(scale, 2000, 20_000)
+    images = digits_images(DIGITS)
+    k_path, k_law, k_sde = jax.random.split(seed_key(seed, "V1-sde"), 3)
+    net = _sde_net(ref_steps)
+    x = net.check_images(images)
+
+    # pathwise: networks of every depth on the fine Brownian path of the reference
+    ke, kw, kb = jax.random.split(k_path, 3)
+    X0 = jax.vmap(lambda k: net.embed(net.init_input_layer(k), x))(
+        jax.random.split(ke, paths))
+    C, K = net.channels, net.patch_size
+    fine = lambda k, n: math.sqrt(net.dt) * jax.random.normal(k, (n,), np.float32)
+    dW = fine(kw, paths * ref_steps * C * C * K).reshape(paths, ref_steps, C, C, K)
+    db = fine(kb, paths * ref_steps * C).reshape(paths, ref_steps, C)
+    ref = network_on_increments(net, X0, dW, db, 1)
+    rms = lambda out: np.sqrt(np.asarray((out - ref) ** 2).mean((1, 2, 3, 4)))
+    errors = np.stack([rms(network_on_increments(net, X0, dW, db, ref_steps // L))
+                       for L in depths])
+    strong = errors.mean(1)
+    slope = stats.loglog_slope(depths, strong)
+
+    # in law: Rademacher parameters (dense) vs the Gaussian SDE (Euler-Maruyama of its
+    # matrix-BM form with law_steps steps, i.e. the dense Gaussian network of that depth)
+    L, law_steps = pick(scale, (32, 128), (256, 2048))
+    net_x = np.asarray(sample_conv(_sde_net(L, "rademacher"), images, k_law, samples=n_law))
+    sde_x = np.asarray(sample_conv(_sde_net(law_steps), images, k_sde, samples=n_law))
+    stat_net = {"x[0, c0, 4, 4]": net_x[:, 0, 0, 4, 4],
+                "|x[1]|^2 / CP": (net_x[:, 1] ** 2).mean((1, 2, 3))}
+    stat_sde = {"x[0, c0, 4, 4]": sde_x[:, 0, 0, 4, 4],
+                "|x[1]|^2 / CP": (sde_x[:, 1] ** 2).mean((1, 2, 3))}
+    pvals = [stats.ks_2samp(stat_net[k], stat_sde[k]).pvalue for k in stat_net]
+    adjusted = stats.bonferroni(pvals)
+    passed = slope.hi < -0.3 and slope.lo < -0.5 and adjusted >= ALPHA
+    ds = xr.Dataset(
+        {"strong_error": ("depth", strong),
+         "strong_se": ("depth", errors.std(1, ddof=1) / math.sqrt(paths)),
+         "network_samples": ("sample", stat_net["x[0, c0, 4, 4]"]),
+         "sde_samples": ("sample", stat_sde["x[0, c0, 4, 4]"]),
+         "slope_intercept": slope.intercept},
+        coords={"depth": depths})
+    return with_verdict(ds, Verdict(
+        statistic="log-log slope of the RMS coupled error |x_L - X_T| against depth",
+        tolerance=f"95% CI of the slope below -0.3 and containing values <= -0.5 "
+                  f"(Euler-Maruyama order 1/2); {paths} coupled paths; and two KS tests at "
+                  f"L={L} on {n_law} vs {n_law} samples, Bonferroni p >= {ALPHA}",
+        measured=slope.slope, passed=passed,
+        details=f"C=3, 3x3 circular filters, tanh, digits {DIGITS}; pathwise reference "
+                f"{ref_steps} steps, law reference {law_steps} steps; slope CI "
+                f"[{slope.lo:.3f}, {slope.hi:.3f}]; KS p-values "
+                + ", ".join(f"{k}: {p:.3g}" for k, p in zip(stat_net, pvals, strict=True))
+                + f" (Rademacher network vs Gaussian SDE); Bonferroni {adjusted:.3g}"))
+
+
+def _sde_plot(ds: xr.Dataset):
+    fig, (ax1, ax2) = figure(2)
+    depth = ds.depth.values
+    fit = stats.loglog_slope(depth, ds.strong_error.values)
+    loglog_fit(ax1, depth, ds.strong_error.values, fit.slope, fit.intercept,
+               "coupled RMS |x_L - X_T|")
+    ax1.errorbar(depth, ds.strong_error.values, yerr=2 * ds.strong_se.values, fmt="none",
+                 color="grey")
+    ax1.set(xlabel="depth L", ylabel="error", title="conv ResNet -> SDE (C = 3, 8x8 digits)")
+    ax1.legend(fontsize=7)
+    histogram(ax2, ds.network_samples, f"network (Rademacher), L = {depth[-1]}")
+    histogram(ax2, ds.sde_samples, "SDE (Gaussian, fine steps)")
+    ax2.set(xlabel="x_T[channel 0, pixel (4, 4)]", ylabel="density", title="law at t = T")
+    ax2.legend(fontsize=7)
+    return fig
+
+
+register(Claim(
+    "V1-sde", "Convolutional ResNets (C fixed) converge to their SDE with patch-Gram noise",
+    "PF21 [abstract] (extension exists); conv.md §2 [derived, simulated]",
+    _sde_compute, _sde_plot))
+
+
+def _kernel_net(channels: int, depth: int) -> ConvResNet:
+    return ConvResNet(channels=channels, depth=depth, image_shape=(8, 8), kernel_size=3,
+                      form="A", activation="relu", sigma_w=1.5, sigma_b=0.3)
+
+
+def _rate_fit(channels, sq_errors):
+    """Weighted slope of ``log RMS`` on ``log C`` with its standard error: the delta method
+    gives ``Var(log RMS) = Var(e^2) / (4 n mean(e^2)^2)`` from the per-network squared
+    errors ``e^2`` (rows: channel counts, columns: networks)."""
+    x = np.log(np.asarray(channels, dtype=float))
+    m = sq_errors.mean(1)
+    var = sq_errors.var(1, ddof=1) / (4 * sq_errors.shape[1] * m**2)
+    y, w = 0.5 * np.log(m), 1 / var
+    xb = np.sum(w * x) / w.sum()
+    slope = np.sum(w * (x - xb) * (y - np.sum(w * y) / w.sum())) / np.sum(w * (x - xb) ** 2)
+    return float(slope), float(1 / math.sqrt(np.sum(w * (x - xb) ** 2)))
+
+
+def _kernel_compute(scale: str, seed: int) -> xr.Dataset:
+    depth = 4
+    channels = pick(scale, [64, 256, 1024], [64, 256, 1024, 4096])
+    samples = pick(scale, 16, 64)
+    ntk_channels = pick(scale, [], [8, 16, 32, 64])
+    rate_depths = [4, 8, 16, 32, 64]
+    images = digits_images(DIGITS)
+    key = seed_key(seed, "V1-kernel")
+    target = conv_kernel(_kernel_net(1, depth), images, depth=depth)
+    scale_nngp = np.abs(target.nngp).mean()
+
+    # NNGP of finite networks (exact-in-law sampler: channels are i.i.d. given the state);
+    # e^2 = squared relative deviation of the 3 distinct entries, per network
+    iu = np.triu_indices(len(DIGITS))
+    sq, zmax = [], []
+    for C in channels:
+        X = np.asarray(sample_conv(_kernel_net(C, depth), images, jax.random.fold_in(key, C),
+                                   samples=samples, sampler="exact"), dtype=np.float64)
+        X = X.reshape(samples, len(DIGITS), C, -1)
+        K = np.einsum("sacp,sbcp->sab", X, X) / (C * X.shape[-1])
+        # fluctuation about the mean at this C (the O(1/C) bias is tested separately)
+        dev = (K - K.mean(0)) * math.sqrt(samples / (samples - 1)) / scale_nngp
+        sq.append((dev**2)[:, iu[0], iu[1]].mean(1))
+        se = K.std(0, ddof=1) / math.sqrt(samples)
+        zmax.append(float(np.abs((K.mean(0) - target.nngp) / se).max()))
+    sq = np.asarray(sq)
+    slope, slope_se = _rate_fit(channels, sq)
+    # at the largest C the O(1/C) bias is below the O((C samples)^{-1/2}) noise: the mean
+    # must match; three distinct entries, Bonferroni
+    z_crit = float(st.norm.isf(ALPHA / (2 * 3)))
+    z_slope = (slope + 0.5) / slope_se
+
+    # NTK of finite networks (full scale only: the Jacobians dominate the cost)
+    ntk_sq = []
+    for C in ntk_channels:
+        _, th = empirical_conv_kernel(_kernel_net(C, depth), images,
+                                      jax.random.fold_in(key, 10_000 + C), samples=samples)
+        rel = ((th - th.mean(0)) / np.abs(target.ntk).mean()) ** 2 * samples / (samples - 1)
+        ntk_sq.append(rel[:, iu[0], iu[1]].mean(1))
+    ntk_fit = _rate_fit(ntk_channels, np.asarray(ntk_sq)) if ntk_channels else None
+
+    # finite-depth recursion -> ODE
+    net = _kernel_net(1, 1)
+    ode = conv_kernel(net, images, depth=math.inf, steps=512)
+    depth_err = []
+    for L in rate_depths:
+        k = conv_kernel(net, images, depth=L)
+        depth_err.append(max(np.abs(k.nngp - ode.nngp).max() / np.abs(ode.nngp).max(),
+                             np.abs(k.ntk - ode.ntk).max() / np.abs(ode.ntk).max()))
+    depth_slope = stats.loglog_slope(rate_depths, depth_err)
+
+    z_bound = float(st.norm.isf(ALPHA / 2))
+    passed = (abs(z_slope) < z_bound and slope + z_bound * slope_se < -0.2
+              and zmax[-1] < z_crit and -1.1 < depth_slope.slope < -0.9)
+    if ntk_fit is not None:
+        passed = passed and abs((ntk_fit[0] + 0.5) / ntk_fit[1]) < z_bound
+    data = {"nngp_error": ("channels", np.sqrt(sq.mean(1))),
+            "nngp_error_se": ("channels", np.sqrt(sq.var(1, ddof=1) / samples)
+                              / (2 * np.sqrt(sq.mean(1)))),
+            "nngp_zmax": ("channels", np.asarray(zmax)),
+            "depth_error": ("rate_depth", np.asarray(depth_err)),
+            "target_nngp": (("x1", "x2"), target.nngp),
+            "target_ntk": (("x1", "x2"), target.ntk),
+            "ode_nngp": (("x1", "x2"), ode.nngp),
+            "ode_ntk": (("x1", "x2"), ode.ntk)}
+    coords = {"channels": channels, "rate_depth": rate_depths}
+    if ntk_channels:
+        data["ntk_error"] = ("ntk_channels", np.sqrt(np.asarray(ntk_sq).mean(1)))
+        coords["ntk_channels"] = ntk_channels
+    ds = xr.Dataset(data, coords=coords)
+    details = (f"flatten readout, ReLU, 3x3 circular filters, L={depth}, digits {DIGITS}; "
+               f"{samples} networks per C; NNGP slope {slope:.3f} +- {slope_se:.3f} "
+               f"(z vs -1/2: {z_slope:.2f}); max |z| of the mean kernel at C={channels[-1]}: "
+               f"{zmax[-1]:.2f} (Bonferroni bound {z_crit:.2f}); finite-L recursion -> ODE "
+               f"slope {depth_slope.slope:.3f}")
+    if ntk_fit is not None:
+        details += f"; NTK slope {ntk_fit[0]:.3f} +- {ntk_fit[1]:.3f}"
+    return with_verdict(ds, Verdict(
+        statistic="log-log slope of the relative NNGP fluctuation (SD over networks) "
+                  "against channels C; mean checked against the wide recursion at that depth",
+        tolerance=f"|slope + 1/2| < {z_bound:.2f} SE (delta-method SE from {samples} networks "
+                  f"per C) and slope + {z_bound:.2f} SE < -0.2; at the largest C every mean "
+                  f"entry within the Bonferroni z bound at level {ALPHA}; finite-L recursion "
+                  "-> ODE slope in (-1.1, -0.9)" + ("; NTK slope as NNGP" if ntk_channels
+                                                    else ""),
+        measured=slope, passed=passed, details=details))
+
+
+def _kernel_plot(ds: xr.Dataset):
+    fig, (ax1, ax2) = figure(2)
+    C = ds.channels.values
+    fit = stats.loglog_slope(C, ds.nngp_error.values)
+    loglog_fit(ax1, C, ds.nngp_error.values, fit.slope, fit.intercept, "NNGP")
+    ax1.errorbar(C, ds.nngp_error.values, yerr=2 * ds.nngp_error_se.values, fmt="none",
+                 color="grey")
+    if "ntk_error" in ds:
+        Cn = ds.ntk_channels.values
+        fit = stats.loglog_slope(Cn, ds.ntk_error.values)
+        loglog_fit(ax1, Cn, ds.ntk_error.values, fit.slope, fit.intercept, "NTK")
+        depth_ticks(ax1, sorted(set(C) | set(Cn)))
+    ax1.set(xlabel="channels C", ylabel="relative SD of the kernel",
+            title="finite networks -> wide kernel")
+    ax1.legend(fontsize=7)
+    L = ds.rate_depth.values
+    fit = stats.loglog_slope(L, ds.depth_error.values)
+    loglog_fit(ax2, L, ds.depth_error.values, fit.slope, fit.intercept, "max rel. error")
+    ax2.set(xlabel="depth L", ylabel="|K_L - K_ODE| / |K_ODE|",
+            title="finite-depth recursion -> ODE")
+    ax2.legend(fontsize=7)
+    return fig
+
+
+register(Claim(
+    "V1-kernel", "Wide-channel conv ResNets converge to the continuous-depth CNN kernel",
+    "PF21 [abstract]; conv.md §3-§4 [derived, simulated]", _kernel_compute, _kernel_plot))

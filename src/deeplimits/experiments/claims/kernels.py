@@ -1,0 +1,237 @@
+"""Claims about the kernels of finite networks against the wide limit (``kernels.md``,
+"Monte Carlo agreement").
+
+Each finite network of depth ``L`` is compared with the finite-depth wide recursion
+``kernel(net, x, depth=L)`` (§5), the exact width -> infinity limit at that depth, so the only
+error left is finite width: fluctuations of one network's kernel of order ``n^{-1/2}`` and a
+bias of order ``1/n``. Two configurations: form A ReLU with an input layer (state readout
+with a bias; the NTK trains the input layer) and form C ReLU (post-activation readout; the
+NTK freezes the input layer).
+
+A claim passes when, for every configuration, the mean over networks of one network's
+relative Frobenius error falls with width with a fitted log-log slope within a tolerance of
+-1/2, and, at the largest width, the Monte Carlo mean agrees with the wide kernel entry by
+entry: t-tests combined with a Bonferroni correction (as in :mod:`.forward`), whose
+threshold in standard errors the verdict states. Every claim draws its randomness from
+``jax.random.key(seed)`` folded with a fixed tag, so a seed reproduces the whole report.
+"""
+
+from __future__ import annotations
+
+import math
+
+import jax
+import numpy as np
+import xarray as xr
+from scipy import stats as st
+
+from deeplimits._core.keys import seed_key
+from deeplimits.analysis import stats
+from deeplimits.experiments.claims._base import Claim, Verdict, pick, register, with_verdict
+from deeplimits.experiments.figures import depth_ticks, figure, loglog_fit
+from deeplimits.spec.networks import InputLayer, Readout, ResNet
+from deeplimits.wide.empirical import empirical_nngp, empirical_ntk
+from deeplimits.wide.kernels import kernel
+
+# |fitted slope + 1/2| allowed for the error of one network's kernel against log width (the
+# NTK claim averages fewer networks, so its slope is noisier)
+SLOPE_TOLERANCE = {"nngp": 0.15, "ntk": 0.2}
+
+
+# level of the Bonferroni-combined t-tests of the Monte Carlo means (as in forward.py)
+ALPHA = 0.01
+
+
+INPUT_DIM = 8
+
+
+
+
+def _inputs(k: int = 4, d: int = INPUT_DIM) -> np.ndarray:
+    """``k`` fixed inputs of different norms; the first two have cosine 0.8."""
+    rng = np.random.default_rng(20240607)
+    x = rng.standard_normal((k, d))
+    q, _ = np.linalg.qr(x.T)
+    x = q.T * math.sqrt(d)
+    x[1] = 0.8 * x[0] + 0.6 * x[1]
+    norms = np.array([1.0, 1.0, 1.3, 0.8, 1.1, 0.9])[:k]
+    return x * norms[:, None]
+
+
+def _networks(width: int, depth: int) -> dict[str, tuple[ResNet, bool]]:
+    """The compared networks and whether their input layer is trained (NTK)."""
+    layer = InputLayer(INPUT_DIM, sigma_A=1.0, sigma_a=0.3)
+    return {
+        "A-relu": (ResNet(width=width, depth=depth, form="A", activation="relu", sigma_w=1.5,
+                          sigma_b=0.3, input_layer=layer,
+                          readout=Readout(sigma_v=1.0, sigma_v0=0.2)), True),
+        "C-relu": (ResNet(width=width, depth=depth, form="C", activation="relu", sigma_w=1.0,
+                          sigma_b=0.3, sigma_u=1.5, input_layer=layer,
+                          readout=Readout(sigma_v=1.0, post_activation=True)), False),
+    }
+
+
+def _upper(k: int):
+    return np.triu_indices(k)
+
+
+def _entries(k: int) -> list[str]:
+    i, j = _upper(k)
+    return [f"{a},{b}" for a, b in zip(i, j, strict=True)]
+
+
+def _relative_error(draws: np.ndarray, exact: np.ndarray) -> np.ndarray:
+    """``|K_hat - K|_F / |K|_F`` for each draw ``(..., k, k)``."""
+    return np.linalg.norm(draws - exact, axis=(-2, -1)) / np.linalg.norm(exact)
+
+
+def _agreement(scale: str, seed: int, what: str) -> xr.Dataset:
+    """Shared computation of both claims: ``what`` is ``"nngp"`` or ``"ntk"``."""
+    if what == "nngp":
+        widths = pick(scale, [128, 256, 512, 1024], [128, 256, 512, 1024, 2048, 4096])
+        depth = pick(scale, 100, 256)
+        reps = [pick(scale, 128, 256)] * len(widths)  # independent networks per width
+    else:
+        # one network's NTK costs O(L n^2): fewer networks at larger widths
+        widths = pick(scale, [64, 128, 256, 512], [128, 256, 512, 1024, 2048])
+        depth = pick(scale, 50, 200)
+        reps = pick(scale, [32, 24, 12, 8], [48, 32, 16, 8, 6])
+    x = _inputs()
+    k = x.shape[0]
+    iu = _upper(k)
+    key = seed_key(seed, f"K1-{what}")
+    configs = list(_networks(1, depth))
+    err = np.full((len(configs), len(widths), max(reps)), np.nan)
+    emp = np.empty((len(configs), len(widths), len(iu[0])))
+    se = np.empty_like(emp)
+    exact = np.empty((len(configs), len(iu[0])))
+    for c, name in enumerate(configs):
+        net, train_input = _networks(widths[0], depth)[name]
+        wide = kernel(net, x, depth=depth, compute_ntk=what == "ntk",
+                      train_input_layer=train_input)
+        K = wide.nngp if what == "nngp" else wide.ntk
+        exact[c] = K[iu]
+        for w, (n, r) in enumerate(zip(widths, reps, strict=True)):
+            net, _ = _networks(n, depth)[name]
+            kw = jax.random.fold_in(jax.random.fold_in(key, c), n)
+            if what == "nngp":
+                draws = empirical_nngp(net, x, kw, r, estimator="state").draws
+            else:
+                draws = np.stack([
+                    empirical_ntk(net, x, jax.random.fold_in(kw, i),
+                                  train_input_layer=train_input) for i in range(r)])
+            err[c, w, :r] = _relative_error(draws, K)
+            emp[c, w] = draws.mean(0)[iu]
+            se[c, w] = draws.std(0, ddof=1)[iu] / math.sqrt(r)
+    reps_arr = np.asarray(reps)
+    mean_err = np.nanmean(err, -1)
+    se_err = np.nanstd(err, -1, ddof=1) / np.sqrt(reps_arr)
+    slopes = [stats.loglog_slope(widths, e) for e in mean_err]
+    z = (emp[:, -1] - exact) / se[:, -1]
+    return xr.Dataset(
+        {
+            "rel_error": (("config", "width", "network"), err),
+            "networks": ("width", reps_arr),
+            "mean_rel_error": (("config", "width"), mean_err),
+            "se_rel_error": (("config", "width"), se_err),
+            "empirical": (("config", "width", "entry"), emp),
+            "stderr": (("config", "width", "entry"), se),
+            "wide": (("config", "entry"), exact),
+            "z": (("config", "entry"), z),
+            "slope": ("config", [s.slope for s in slopes]),
+            "slope_lo": ("config", [s.lo for s in slopes]),
+            "slope_hi": ("config", [s.hi for s in slopes]),
+            "intercept": ("config", [s.intercept for s in slopes]),
+        },
+        coords={"config": configs, "width": widths, "network": np.arange(max(reps)),
+                "entry": _entries(k)},
+        attrs={"depth": depth, "inputs": k, "slope_tolerance": SLOPE_TOLERANCE[what],
+               # |t| that the Bonferroni-combined tests of all configurations and entries
+               # allow at level ALPHA
+               "z_tolerance": float(st.t.isf(ALPHA / (2 * z.size), reps[-1] - 1))},
+    )
+
+
+def _verdict(ds: xr.Dataset, what: str) -> xr.Dataset:
+    slopes = ds.slope.values
+    worst = int(np.argmax(np.abs(slopes + 0.5)))
+    zmax = np.abs(ds.z.values).max(-1)
+    n_max, reps = int(ds.width.values[-1]), int(ds.networks.values[-1])
+    slope_tol, z_tol = ds.attrs["slope_tolerance"], ds.attrs["z_tolerance"]
+    adjusted = stats.bonferroni(2 * st.t.sf(np.abs(ds.z.values), reps - 1))
+    passed = bool(np.all(np.abs(slopes + 0.5) <= slope_tol) and adjusted >= ALPHA)
+    per = "; ".join(
+        f"{c}: slope {s:.3f} [{lo:.2f}, {hi:.2f}], error {e[0]:.3g} -> {e[-1]:.3g}, "
+        f"max |z| {zm:.2f}"
+        for c, s, lo, hi, e, zm in zip(ds.config.values, slopes, ds.slope_lo.values,
+                                       ds.slope_hi.values, ds.mean_rel_error.values, zmax,
+                                       strict=True))
+    label = "NNGP" if what == "nngp" else "NTK"
+    source = ("per network sigma_v^2 <r(X_T), r(X'_T)>/n + sigma_v0^2 (exact Gram sampler)"
+              if what == "nngp" else "autodiff per-layer gradient inner products in the "
+              "standard variables")
+    return with_verdict(ds, Verdict(
+        statistic=f"log-log slope of one network's relative {label} error against width "
+                  f"(worst of {ds.config.size} configurations)",
+        tolerance=f"|slope + 1/2| <= {slope_tol} for every configuration, and at n = "
+                  f"{n_max} the mean over {reps} networks agrees with the wide recursion in "
+                  f"every entry: t-tests (t_{reps - 1}) of all {ds.z.size} entries, "
+                  f"Bonferroni-adjusted p >= {ALPHA} (every |mean - wide| < {z_tol:.2f} "
+                  f"standard errors)",
+        measured=float(slopes[worst]), passed=passed,
+        details=f"depth {ds.attrs['depth']}, {ds.attrs['inputs']} inputs, widths "
+                f"{list(map(int, ds.width.values))} with "
+                f"{list(map(int, ds.networks.values))} networks; {source}; reference "
+                f"kernel(net, x, depth=L); {per}; adjusted p {adjusted:.3g}"))
+
+
+def _plot(ds: xr.Dataset, label: str):
+    fig, (ax1, ax2) = figure(2)
+    widths = ds.width.values
+    for c in ds.config.values:
+        d = ds.sel(config=c)
+        line = loglog_fit(ax1, widths, d.mean_rel_error.values, float(d.slope),
+                          float(d.intercept), str(c))
+        ax1.errorbar(widths, d.mean_rel_error.values, 2 * d.se_rel_error.values, fmt="none",
+                     color=line.get_color())
+    ref = ds.mean_rel_error.values[:, 0].mean() * (widths / widths[0]) ** -0.5
+    ax1.loglog(widths, ref, "k:", lw=1, label="n^(-1/2)")
+    depth_ticks(ax1, widths)
+    ax1.set(xlabel="width n", ylabel=f"mean |{label}_n - {label}_wide|_F / |{label}_wide|_F",
+            title=f"one network, depth {ds.attrs['depth']}")
+    ax1.legend(fontsize=7)
+    entries = np.arange(ds.entry.size)
+    for i, c in enumerate(ds.config.values):
+        ax2.plot(entries + 0.15 * i, ds.z.sel(config=c), "o", label=str(c))
+    for s in (-1, 1):
+        ax2.axhline(s * ds.attrs["z_tolerance"], color="r", ls="--", lw=1)
+    ax2.axhline(0, color="k", lw=0.8)
+    ax2.set_xticks(entries, ds.entry.values, fontsize=7)
+    ax2.set(xlabel="entry (i, j)", ylabel="(mean - wide) / SE",
+            title=f"n = {int(widths[-1])}, {int(ds.networks.values[-1])} networks")
+    ax2.legend(fontsize=7)
+    return fig
+
+
+def _nngp_compute(scale: str, seed: int) -> xr.Dataset:
+    return _verdict(_agreement(scale, seed, "nngp"), "nngp")
+
+
+def _ntk_compute(scale: str, seed: int) -> xr.Dataset:
+    return _verdict(_agreement(scale, seed, "ntk"), "ntk")
+
+
+register(Claim(
+    "K1-nngp",
+    "The empirical NNGP of finite networks agrees with the wide recursion, with error "
+    "shrinking like width^(-1/2) (form A ReLU with input layer, form C ReLU)",
+    "PF21 [abstract]; kernels.md §1, §5 and 'Monte Carlo agreement' [derived, simulated]",
+    _nngp_compute, lambda ds: _plot(ds, "K")))
+
+
+register(Claim(
+    "K1-ntk",
+    "The empirical NTK of a finite network (autodiff, NTK parametrisation) agrees with the "
+    "analytic NTK, with error shrinking like width^(-1/2)",
+    "PF21 [abstract]; kernels.md §2, §4, §5 and 'Monte Carlo agreement' [derived, simulated]",
+    _ntk_compute, lambda ds: _plot(ds, "Theta")))

@@ -1,0 +1,166 @@
+"""Result datasets on disk: provenance in the attributes, atomic writes.
+
+Every dataset written by ``deeplimits`` carries the versions, seed and configuration that
+made it (``provenance``), and is written to a temporary file in the destination folder
+that is renamed into place only once complete, so a crash never leaves a half-written file.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import datetime
+import json
+import os
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+
+import xarray as xr
+
+from deeplimits._core.provenance import PACKAGES, package_version, provenance
+
+__all__ = [
+    "provenance", "save_dataset", "load_dataset", "atomic_path", "write_json", "ResultStore",
+    "PACKAGES"
+]
+
+
+
+@contextlib.contextmanager
+def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
+    """Yield a temporary path beside ``path``; rename it onto ``path`` on success only."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    os.close(fd)
+    try:
+        yield Path(tmp)
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+
+
+def save_dataset(ds: xr.Dataset, path: str | os.PathLike) -> Path:
+    """Write ``ds`` as netCDF (h5netcdf engine) atomically; returns the path."""
+    path = Path(path)
+    with atomic_path(path) as tmp:
+        ds.to_netcdf(tmp, engine="h5netcdf")
+    return path
+
+
+def load_dataset(path: str | os.PathLike) -> xr.Dataset:
+    """Read a netCDF dataset (or a Zarr store, ``.zarr``) fully into memory.
+
+    Raises:
+        ValueError: when ``path`` is missing or not a dataset.
+    """
+    path = Path(path)
+    if not path.exists():
+        raise ValueError(f"{path} does not exist")
+    try:
+        if path.suffix == ".zarr":
+            with xr.open_zarr(path) as ds:
+                return ds.load()
+        with xr.open_dataset(path, engine="h5netcdf") as ds:
+            return ds.load()
+    except (OSError, KeyError) as exc:
+        raise ValueError(f"{path} is not a readable dataset: {exc}") from None
+
+
+def write_json(path: str | os.PathLike, data) -> Path:
+    """Write ``data`` as indented JSON, atomically."""
+    path = Path(path)
+    with atomic_path(path) as tmp:
+        tmp.write_text(json.dumps(data, indent=1, sort_keys=True, default=str), encoding="utf-8")
+    return path
+
+
+class ResultStore:
+    """A results folder that loses nothing: one file per finished cell, written atomically.
+
+    Layout::
+
+        root/manifest.json        deeplimits version, creation time, every cell seen
+        root/data/<key>.nc        one dataset per finished cell (write, then rename)
+        root/failed/<key>.json    the error and traceback of a cell that raised
+
+    A cell is finished exactly when its file exists: a crash (even SIGKILL) can leave only
+    hidden temporaries behind, which :meth:`open` removes. The manifest is an index rebuilt
+    from the files, so losing it loses nothing.
+    """
+
+    MANIFEST = "manifest.json"
+
+    def __init__(self, root: str | os.PathLike):
+        self.root = Path(root)
+
+    def check(self) -> None:
+        """Raise ``ValueError`` if ``root`` cannot hold this version's results.
+
+        The folder must be absent, empty, or written by this same version of deeplimits:
+        results of another version are never mixed in or overwritten.
+        """
+        if self.root.exists() and not self.root.is_dir():
+            raise ValueError(f"results folder {self.root} exists and is not a directory")
+        manifest = self.root / self.MANIFEST
+        if manifest.exists():
+            try:
+                written_by = json.loads(manifest.read_text())["deeplimits_version"]
+            except (ValueError, KeyError):
+                raise ValueError(f"{manifest} is not a deeplimits manifest; use another "
+                                 "results folder") from None
+            if written_by != package_version("deeplimits"):
+                raise ValueError(
+                    f"results folder {self.root} was written by deeplimits {written_by}, this "
+                    f"is {package_version('deeplimits')}: use another folder (nothing was changed)")
+        elif self.root.exists() and any(p.name in ("data", "failed")
+                                        for p in self.root.iterdir()):
+            raise ValueError(f"results folder {self.root} has results but no manifest: it "
+                             "was not written by this version of deeplimits")
+
+    def open(self) -> ResultStore:
+        """Check the folder, create it if needed and remove temporaries left by a crash."""
+        self.check()
+        for sub in ("data", "failed"):
+            (self.root / sub).mkdir(parents=True, exist_ok=True)
+            for tmp in (self.root / sub).glob(".*.tmp"):
+                tmp.unlink(missing_ok=True)
+        if not (self.root / self.MANIFEST).exists():
+            write_json(self.root / self.MANIFEST, {
+                "deeplimits_version": package_version("deeplimits"),
+                "created": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
+                "cells": {}})
+        return self
+
+    def path(self, key: str) -> Path:
+        return self.root / "data" / f"{key}.nc"
+
+    def done(self, key: str) -> bool:
+        return self.path(key).exists()
+
+    def failure(self, key: str) -> dict | None:
+        path = self.root / "failed" / f"{key}.json"
+        return json.loads(path.read_text()) if path.exists() else None
+
+    def save(self, key: str, ds: xr.Dataset) -> Path:
+        path = save_dataset(ds, self.path(key))
+        (self.root / "failed" / f"{key}.json").unlink(missing_ok=True)
+        return path
+
+    def save_failure(self, key: str, info: dict) -> None:
+        write_json(self.root / "failed" / f"{key}.json", info)
+
+    def load(self, key: str) -> xr.Dataset:
+        return load_dataset(self.path(key))
+
+    def manifest(self) -> dict:
+        return json.loads((self.root / self.MANIFEST).read_text())
+
+    def index(self, cells: dict[str, dict]) -> None:
+        """Record ``cells`` (key -> description) in the manifest, with their status."""
+        manifest = self.manifest()
+        for key, description in cells.items():
+            status = "done" if self.done(key) else "failed" if self.failure(key) else "pending"
+            manifest["cells"][key] = dict(description, status=status)
+        write_json(self.root / self.MANIFEST, manifest)

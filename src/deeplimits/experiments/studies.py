@@ -1,0 +1,132 @@
+"""The built-in studies that sweeps can run (see :mod:`deeplimits.sweeps`).
+
+- ``claim``: one registered claim at a scale (what ``deeplimits reproduce`` runs).
+- ``forward``: the law of a finite network's output at one input: moments of the log
+  squared norm and of a neuron, and neuron quantiles, from the exact (or any) sampler.
+- ``kernel``: NNGP and NTK of the infinitely wide network between inputs on a circle.
+"""
+
+from __future__ import annotations
+
+import math
+
+import jax.numpy as jnp
+import numpy as np
+import xarray as xr
+
+from deeplimits.experiments.sweeps import REQUIRED, Cell, Study, register_study
+
+__all__ = ["CLAIM", "FORWARD", "KERNEL"]
+
+def _check_claim(params: dict) -> None:
+    from deeplimits.experiments.claims import (
+        SCALES,  # CHECK
+        registry,  # CHECK
+    )
+
+    if params["claim"] not in registry():
+        raise ValueError(f"unknown claim {params['claim']!r}; known: {sorted(registry())}")
+    if params["scale"] not in SCALES:
+        raise ValueError(f"scale must be one of {SCALES}, got {params['scale']!r}")
+
+
+def _run_claim(cell: Cell) -> xr.Dataset:
+    from deeplimits.experiments.claims import registry  # CHECK
+
+    p = cell.parameters
+    return registry()[p["claim"]].run(p["scale"], cell.seed).dataset
+
+
+CLAIM = register_study(Study(
+    "claim", _run_claim, {"claim": REQUIRED, "scale": "quick"}, _check_claim,
+    "one claim of the reproduction report, with its verdict"))
+
+
+_NETWORK = {"form": "A", "activation": "relu", "width": 4, "depth": 256, "sigma_w": 1.0,
+            "sigma_b": 0.0, "law": "gaussian", "scaling": "shrinking", "horizon": 1.0}
+
+
+_QUANTILES = (0.001, 0.01, 0.1, 0.25, 0.5, 0.75, 0.9, 0.99, 0.999)
+
+
+def _network(params: dict):
+    from deeplimits.spec.networks import ResNet
+
+    return ResNet(**{k: params[k] for k in _NETWORK})
+
+
+def _check_forward(params: dict) -> None:
+    from deeplimits.simulation.samplers import get_sampler
+
+    net = _network(params)
+    if not (isinstance(params["samples"], int) and params["samples"] >= 2):
+        raise ValueError(f"samples must be an integer >= 2, got {params['samples']!r}")
+    get_sampler(params["sampler"], net).check(net)
+
+
+def _run_forward(cell: Cell) -> xr.Dataset:
+    from deeplimits.simulation.samplers import sample
+
+    p = cell.parameters
+    net = _network(p)
+    x0 = jnp.ones((1, net.width))  # norm sqrt(n): coordinates of order one
+    X = np.asarray(sample(net, x0, cell.jax_key(), samples=p["samples"],
+                          sampler=p["sampler"]), dtype=np.float64)[:, 0, :]
+    log_norm = np.log(np.sum(X**2, axis=-1) / net.width)
+    neuron = X[:, 0]
+    z = (neuron - neuron.mean()) / neuron.std()
+    return xr.Dataset(
+        {"log_norm_mean": log_norm.mean(), "log_norm_var": log_norm.var(ddof=1),
+         "neuron_var": neuron.var(ddof=1), "neuron_excess_kurtosis": np.mean(z**4) - 3.0,
+         "neuron_quantile": ("quantile", np.quantile(neuron, _QUANTILES))},
+        coords={"quantile": list(_QUANTILES)},
+        attrs={"samples": p["samples"], "input": "ones(width)"})
+
+
+FORWARD = register_study(Study(
+    "forward", _run_forward, _NETWORK | {"samples": 2000, "sampler": "exact"}, _check_forward,
+    "law of a finite network at one input: log-norm and neuron moments, neuron quantiles"))
+
+
+def _kernel_net(params: dict):
+    from deeplimits.spec.networks import InputLayer, ResNet
+
+    return ResNet(width=2, depth=1, form=params["form"], activation=params["activation"],
+                  sigma_w=params["sigma_w"], sigma_b=params["sigma_b"],
+                  input_layer=InputLayer(2) if params["form"] == "A" else None)
+
+
+def _depth(params: dict) -> float:
+    depth = params["depth"]
+    if depth == "inf":
+        return math.inf
+    if not (isinstance(depth, int) and depth > 0):
+        raise ValueError(f"depth must be a positive integer or 'inf', got {depth!r}")
+    return depth
+
+
+def _check_kernel(params: dict) -> None:
+    from deeplimits.wide.kernels import _check_kernel_net
+
+    _check_kernel_net(_kernel_net(params))
+    _depth(params)
+    if not (isinstance(params["angles"], int) and params["angles"] >= 2):
+        raise ValueError(f"angles must be an integer >= 2, got {params['angles']!r}")
+
+
+def _run_kernel(cell: Cell) -> xr.Dataset:
+    from deeplimits.wide.kernels import kernel
+
+    p = cell.parameters
+    theta = np.linspace(0.0, math.pi, p["angles"])
+    x = np.sqrt(2.0) * np.stack([np.cos(theta), np.sin(theta)], axis=1)
+    k = kernel(_kernel_net(p), x[:1], x, _depth(p))
+    return xr.Dataset({"nngp": ("angle", np.asarray(k.nngp)[0]),
+                       "ntk": ("angle", np.asarray(k.ntk)[0])}, coords={"angle": theta})
+
+
+KERNEL = register_study(Study(
+    "kernel", _run_kernel,
+    {"form": "A", "activation": "relu", "depth": "inf", "sigma_w": 1.0, "sigma_b": 0.0,
+     "angles": 33}, _check_kernel,
+    "NNGP and NTK of the wide network between inputs on a circle, against their angle"))

@@ -1,0 +1,283 @@
+"""Residual block forms A, B and C (``forward.md`` §3-5).
+
+Each form is one :class:`Block` that knows, for a network ``net`` and a stack of states
+``X`` of shape ``(k, n)`` (one row per input, all sharing the parameter draw):
+
+* ``param_shapes`` / ``params`` / ``apply``: the dense layer from standardised parameter
+  noise, parameters materialised (the reference);
+* ``exact_shapes`` / ``exact_apply``: one layer drawn exactly in law from the Gaussian
+  conditional law of the increment given ``X``, from standard normals (needs Gaussian
+  parameters);
+* ``drift`` / ``gram``: the limiting SDE ``dX = a(X) dt + noise``, where the noise columns
+  (coordinates) are i.i.d. with the ``(k, k)`` cross-input covariance rate ``gram(X)``;
+* ``noise``: the pathwise (matrix Brownian motion) form of the noise, for strong
+  comparisons, where the limit has one (forms A and B).
+
+The step ``dt`` used for the parameters is ``net.param_dt``: ``T / L`` when shrinking and
+``1`` for the i.i.d. baseline, so one mechanism covers both scalings.
+"""
+
+from __future__ import annotations
+
+import abc
+from typing import TYPE_CHECKING
+
+import equinox as eqx
+import jax
+import jax.numpy as jnp
+
+from deeplimits._core.linalg import psd_sqrt
+
+__all__ = ["Block", "FormA", "FormB", "FormC", "LayerParams", "get_block"]
+
+if TYPE_CHECKING:
+    from deeplimits.spec.networks import ResNet
+
+
+class LayerParams(eqx.Module):
+    """Parameters of one residual block (or, stacked on a leading axis, of all blocks).
+
+    ``W`` and ``b`` are the block's weight and bias, already scaled; form C also has the
+    outer weight ``U``.
+    """
+
+    W: jax.Array
+    b: jax.Array
+    U: jax.Array | None = None
+
+
+def _correlated(z, gram):
+    """``R z`` with ``R R^T = gram``: columns of ``z`` (``(k, n)``) i.i.d. ``N(0, I)`` become
+    i.i.d. ``N(0, gram)``; one input is a scalar scale (``O(n)``, no matmul)."""
+    root = psd_sqrt(gram).astype(z.dtype)
+    return root * z if gram.shape[-1] == 1 else root @ z
+
+
+def _pairwise_gram(X, Y=None):
+    return X @ (X if Y is None else Y).T
+
+
+class Block(abc.ABC):
+    """One residual block form. Stateless: all numbers live on the network.
+
+    Randomness enters only through standardised noise that does not depend on the state,
+    so samplers can draw the noise of many layers at once and then apply it.
+    """
+
+    name: str
+
+    def check(self, net: ResNet) -> None:
+        """Raise ``ValueError`` if the form does not apply to ``net``."""
+
+    # -- dense layer ---------------------------------------------------------------------
+    @abc.abstractmethod
+    def param_shapes(self, net: ResNet) -> dict[str, tuple[int, ...]]:
+        """Shapes of one layer's standardised parameter noise (drawn from ``net.law``)."""
+
+    @abc.abstractmethod
+    def params(self, net: ResNet, eps: dict[str, jax.Array]) -> LayerParams:
+        """Scale standardised noise into one layer's parameters."""
+
+    @abc.abstractmethod
+    def apply(self, net: ResNet, p: LayerParams, X: jax.Array) -> jax.Array:
+        """One dense layer ``x_{l-1} -> x_l`` applied to every row of ``X``."""
+
+    def draw(self, net: ResNet, key: jax.Array, dtype) -> LayerParams:
+        """Draw one layer's parameters from the network's law."""
+        shapes = self.param_shapes(net)
+        keys = jax.random.split(key, len(shapes))
+        eps = {name: net.law.sample(k, shape, dtype)
+               for k, (name, shape) in zip(keys, sorted(shapes.items()), strict=True)}
+        return self.params(net, eps)
+
+    # -- exact-in-law layer --------------------------------------------------------------
+    def exact_shapes(self, net: ResNet, inputs: int) -> dict[str, tuple[int, ...]]:
+        """Standard normal noise of one exact step for ``inputs`` stacked states."""
+        return {"z": (inputs, net.width)}
+
+    @abc.abstractmethod
+    def exact_apply(self, net: ResNet, z: dict[str, jax.Array], X: jax.Array) -> jax.Array:
+        """One layer drawn exactly in law (Gaussian parameters), given standard normals."""
+
+    # -- limit ---------------------------------------------------------------------------
+    @abc.abstractmethod
+    def drift(self, net: ResNet, X: jax.Array) -> jax.Array:
+        """Drift ``a(X)`` of the limiting SDE, shape ``(k, n)``."""
+
+    @abc.abstractmethod
+    def gram(self, net: ResNet, X: jax.Array) -> jax.Array:
+        """Cross-input covariance rate of every noise coordinate, shape ``(k, k)``."""
+
+    def euler_apply(self, net: ResNet, z: dict[str, jax.Array], X: jax.Array, h: float):
+        """One Euler-Maruyama step of size ``h`` of the limiting SDE, in law."""
+        return X + h * self.drift(net, X) + jnp.sqrt(h) * _correlated(z["z"], self.gram(net, X))
+
+    def brownian_shapes(self, net: ResNet) -> dict[str, tuple[int, ...]]:
+        """Shapes of the Brownian motions that drive the pathwise form of the SDE."""
+        raise ValueError(
+            f"form {self.name} has no finite-dimensional pathwise noise; "
+            "sample it in law with sample_sde instead"
+        )
+
+    def noise(self, net: ResNet, X: jax.Array, dB: dict[str, jax.Array]) -> jax.Array:
+        """Pathwise noise increment given Brownian increments ``dB``."""
+        self.brownian_shapes(net)  # raises for forms without pathwise noise
+        raise NotImplementedError
+
+
+class _AffineNoise(Block):
+    """Forms whose block parameters are ``W = M dt + s_w sqrt(dt) E``, ``b = mu_b dt + ...``;
+    the same matrix and vector Brownian motions drive their limit."""
+
+    def param_shapes(self, net):
+        return {"W": (net.width, net.width), "b": (net.width,)}
+
+    def params(self, net, eps):
+        dt, dtype = net.param_dt, eps["W"].dtype
+        W = net.s_w * jnp.sqrt(dt) * eps["W"]
+        if net.M is not None:
+            W = W + dt * jnp.asarray(net.M, dtype)
+        b = net.sigma_b * jnp.sqrt(dt) * eps["b"] + dt * jnp.asarray(net.mu_b, dtype)
+        return LayerParams(W=W, b=b)
+
+    def brownian_shapes(self, net):
+        return self.param_shapes(net)
+
+    def _linear_mean(self, net, H):
+        mean = jnp.broadcast_to(jnp.asarray(net.mu_b, H.dtype), H.shape)
+        return mean if net.M is None else mean + H @ jnp.asarray(net.M, H.dtype).T
+
+    def _linear_gram(self, net, H):
+        return net.sigma_b**2 + net.s_w**2 * _pairwise_gram(H)
+
+    def _linear_noise(self, net, H, dB):
+        return net.sigma_b * dB["b"] + net.s_w * H @ dB["W"].T
+
+
+class FormA(_AffineNoise):
+    """``x_l = x_{l-1} + b_l + W_l phi(x_{l-1})``.
+
+    Limit: ``dX = (mu_b + M phi(X)) dt + sigma_b dB^b + s_w dB^W phi(X)``; with Gaussian
+    parameters the network is exactly its Euler-Maruyama scheme, so the exact step is one.
+    """
+
+    name = "A"
+
+    def apply(self, net, p, X):
+        return X + p.b + net.activation(X) @ p.W.T
+
+    def drift(self, net, X):
+        return self._linear_mean(net, net.activation(X))
+
+    def gram(self, net, X):
+        return self._linear_gram(net, net.activation(X))
+
+    def exact_apply(self, net, z, X):
+        return self.euler_apply(net, z, X, net.param_dt)
+
+    def noise(self, net, X, dB):
+        return self._linear_noise(net, net.activation(X), dB)
+
+
+class FormB(_AffineNoise):
+    """``x_l = x_{l-1} + phi(b_l + W_l x_{l-1})`` (shallow block).
+
+    Limit: ``dX = [p1 (mu_b + M X) + p2/2 (sigma_b^2 + s_w^2 |X|^2) 1] dt
+    + p1 (sigma_b dB^b + s_w dB^W X)``. Needs phi(0) = 0 and phi in C^2 near 0.
+    """
+
+    name = "B"
+
+    def check(self, net):
+        act = net.activation
+        if not act.smooth:
+            raise ValueError(
+                f"form B needs an activation that is C^2 at 0; {act.name!r} is not "
+                "(its O(sqrt(dt)) mean increment accumulates to O(sqrt(L)))"
+            )
+        if abs(act.phi0) > 1e-12:
+            raise ValueError(
+                f"form B needs phi(0) = 0, but {act.name!r} has phi(0) = {act.phi0:.6g} "
+                "(an O(1) mean increment in every layer diverges)"
+            )
+
+    def apply(self, net, p, X):
+        return X + net.activation(p.b + X @ p.W.T)
+
+    def drift(self, net, X):
+        act = net.activation
+        rate = net.sigma_b**2 + net.s_w**2 * jnp.sum(X * X, axis=-1, keepdims=True)
+        return act.p1 * self._linear_mean(net, X) + 0.5 * act.p2 * rate
+
+    def gram(self, net, X):
+        return net.activation.p1**2 * self._linear_gram(net, X)
+
+    def exact_apply(self, net, z, X):
+        h = net.param_dt
+        pre = h * self._linear_mean(net, X) + jnp.sqrt(h) * _correlated(
+            z["z"], self._linear_gram(net, X))
+        return X + net.activation(pre)
+
+    def noise(self, net, X, dB):
+        return net.activation.p1 * self._linear_noise(net, X, dB)
+
+
+class FormC(Block):
+    """Two-layer block ``x_l = x_{l-1} + sqrt(dt) (sigma_u / sqrt(n)) U_l phi(u_l)``,
+    ``u_l = (sigma_w / sqrt(n)) W_l x_{l-1} + sigma_b b_l``, inner parameters unshrunk.
+
+    Limit: zero drift, cross-input rate ``sigma_u^2 V_phi(A)`` with
+    ``A = sigma_b^2 + sigma_w^2 <x, x'> / n`` (``forward.md`` §4.4).
+    """
+
+    name = "C"
+
+    def check(self, net):
+        if net.M is not None or jnp.any(jnp.asarray(net.mu_b) != 0):
+            raise ValueError("form C has no mean parameters: leave M=None and mu_b=0")
+
+    def _inner_gram(self, net, X):
+        return net.sigma_b**2 + net.sigma_w**2 * _pairwise_gram(X) / net.width
+
+    def param_shapes(self, net):
+        n = net.width
+        return {"W": (n, n), "b": (n,), "U": (n, n)}
+
+    def params(self, net, eps):
+        n = net.width
+        return LayerParams(
+            W=net.sigma_w / jnp.sqrt(n) * eps["W"],
+            b=net.sigma_b * eps["b"],
+            U=jnp.sqrt(net.param_dt) * net.sigma_u / jnp.sqrt(n) * eps["U"],
+        )
+
+    def apply(self, net, p, X):
+        return X + net.activation(X @ p.W.T + p.b) @ p.U.T
+
+    def exact_shapes(self, net, inputs):
+        return {"inner": (inputs, net.width), "outer": (inputs, net.width)}
+
+    def exact_apply(self, net, z, X):
+        post = net.activation(_correlated(z["inner"], self._inner_gram(net, X)))
+        gamma = net.sigma_u**2 * _pairwise_gram(post) / net.width
+        return X + jnp.sqrt(net.param_dt) * _correlated(z["outer"], gamma)
+
+    def drift(self, net, X):
+        return jnp.zeros_like(X)
+
+    def gram(self, net, X):
+        a = self._inner_gram(net, X).astype(jnp.float64)
+        d = jnp.diagonal(a)
+        v = net.activation.dual(d[:, None], d[None, :], a)
+        return (net.sigma_u**2 * v).astype(X.dtype)
+
+
+_BLOCKS: dict[str, Block] = {b.name: b for b in (FormA(), FormB(), FormC())}
+
+
+def get_block(form: str) -> Block:
+    """The block for ``"A"``, ``"B"`` or ``"C"``."""
+    key = str(form).upper()
+    if key not in _BLOCKS:
+        raise ValueError(f"unknown block form {form!r}; choose one of {sorted(_BLOCKS)}")
+    return _BLOCKS[key]

@@ -1,0 +1,399 @@
+r"""NNGP and NTK of infinitely wide ResNets, at any depth including infinity (``kernels.md``).
+
+For a pair of inputs the wide network is described by deterministic pair dynamics in the
+depth variable ``t`` in ``[0, T]``:
+
+* forms A and C: the 2 x 2 covariance ``K_t`` (diagonals ``d, d'`` and cross term ``k``)
+  with ``dK/dt = F(K)``, and the NTK accumulator ``dH/dt = G(K) + r(K) H`` (the forward
+  form of ``kernels.md`` §4);
+* form B: the means, second moments and cross term ``(m, q, m', q', c)`` of §4.3.
+
+At infinite depth the dynamics are integrated with fixed-step RK4 (float64); at finite depth
+``L`` forms A and C take ``L`` explicit Euler steps, which is the exact width-first limit of
+the network (§5), and form B takes its own exact layer map. The output kernels are
+
+    K_f = sigma_v^2 R(K_T) + sigma_v0^2,
+    Theta = sigma_v^2 [R(K_T) + R'(K_T) H_T] + sigma_v0^2,
+
+with ``R = id, R' = 1`` for the state readout and ``R = V_phi, R' = V_phi'`` for the
+post-activation readout.
+
+Matrices are computed in tiles of at most ``block`` x ``block`` pairs, so memory stays
+bounded; only the diagonals are shared between tiles. When the dynamics are positively
+homogeneous (forms A and C, ``sigma_b = 0`` and a homogeneous activation such as ReLU),
+a pair depends on its inputs only through ``sqrt(d d')`` and the angle ``theta_0`` of
+``K_0``: the dynamics are then solved once on Chebyshev nodes in ``theta_0`` and
+interpolated spectrally (``homogeneous="auto"``), which is exact to about ``1e-12``.
+"""
+
+from __future__ import annotations
+
+import abc
+import math
+from collections.abc import Callable
+
+import equinox as eqx
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from deeplimits._core.progress import progress_callback
+from deeplimits._core.tracing import traced_floats
+from deeplimits.spec.networks import Readout, ResNet
+from deeplimits.wide.depth_flow import Kernel, flow, step_plan
+
+__all__ = ["Kernel", "kernel", "nngp", "ntk", "DEFAULT_STEPS"]
+
+DEFAULT_STEPS = 256
+
+
+_CHEBYSHEV_NODES = 96
+
+
+_CHOP = 1e-11
+
+
+# working memory per pair of a tile: about 24 float64 temporaries (states, RK4 stages)
+_BYTES_PER_PAIR = 192
+
+
+DEFAULT_MEMORY = 2**30
+
+
+class _Dynamics(eqx.Module):
+    """Pair dynamics of one form. ``state`` is a tuple of arrays: per-input diagonals of
+    shapes ``(B1,)`` and ``(B2,)`` and cross terms of shape ``(B1, B2)``."""
+
+    net: ResNet
+
+    @abc.abstractmethod
+    def init(self, k11, k22, k12, h0): ...
+
+    @abc.abstractmethod
+    def field(self, state): ...
+
+    def layer(self, state, dt):
+        """One layer of the finite-depth wide network (default: an explicit Euler step)."""
+        return jax.tree.map(lambda s, f: s + dt * f, state, self.field(state))
+
+    @abc.abstractmethod
+    def outputs(self, state, readout: Readout):
+        """``(R(K_T), R(K_T) + R'(K_T) H_T)`` for every pair."""
+
+    @property
+    def homogeneous(self) -> bool:
+        return False
+
+
+class _CovarianceDynamics(_Dynamics):
+    """Forms A and C: state ``(d1, d2, k, h)``."""
+
+    def init(self, k11, k22, k12, h0):
+        return (k11, k22, k12, h0)
+
+    @abc.abstractmethod
+    def rates(self, d1, d2, k):
+        """``(F, G, r)`` for covariance entries."""
+
+    def field(self, state):
+        d1, d2, k, h = state
+        F1 = self.rates(d1, d1, d1)[0]
+        F2 = self.rates(d2, d2, d2)[0]
+        F, G, r = self.rates(d1[:, None], d2[None, :], k)
+        return (F1, F2, F, G + r * h)
+
+    def outputs(self, state, readout):
+        d1, d2, k, h = state
+        if readout.post_activation:
+            act = self.net.activation
+            a, b = d1[:, None], d2[None, :]
+            R, dR = act.dual(a, b, k), act.dual_deriv(a, b, k)
+        else:
+            R, dR = k, 1.0
+        return R, R + dR * h
+
+    @property
+    def homogeneous(self) -> bool:
+        return self.net.activation.homogeneous and self.net.sigma_b == 0
+
+
+class _FormA(_CovarianceDynamics):
+    """``F = sigma_b^2 + sigma_w^2 V_phi(K)``, ``G = F``, ``r = sigma_w^2 V_phi'(K)``."""
+
+    def rates(self, d1, d2, k):
+        act, n = self.net.activation, self.net
+        F = n.sigma_b**2 + n.sigma_w**2 * act.dual(d1, d2, k)
+        return F, F, n.sigma_w**2 * act.dual_deriv(d1, d2, k)
+
+
+class _FormC(_CovarianceDynamics):
+    """Inner ``A = sigma_b^2 + sigma_w^2 K``: ``F = sigma_u^2 V_phi(A)``,
+    ``G = sigma_u^2 [V_phi(A) + A V_phi'(A)]``, ``r = sigma_u^2 sigma_w^2 V_phi'(A)``."""
+
+    def rates(self, d1, d2, k):
+        act, n = self.net.activation, self.net
+        inner = [n.sigma_b**2 + n.sigma_w**2 * v for v in (d1, d2, k)]
+        V, dV = act.dual(*inner), act.dual_deriv(*inner)
+        return (n.sigma_u**2 * V, n.sigma_u**2 * (V + inner[2] * dV),
+                n.sigma_u**2 * n.sigma_w**2 * dV)
+
+
+class _FormB(_Dynamics):
+    """Shallow block: state ``(m1, q1, m2, q2, c, h)`` with ``s(q) = sigma_b^2 + sigma_w^2 q``.
+
+    ODE (§4.3): ``m' = p2/2 s(q)``, ``q' = p1^2 s(q) + p2 s(q) m``,
+    ``c' = p1^2 (sigma_b^2 + sigma_w^2 c) + p2/2 [s(q') m + s(q) m']``,
+    ``h' = p1^2 (sigma_b^2 + sigma_w^2 c) + p1^2 sigma_w^2 h``.
+    """
+
+    def init(self, k11, k22, k12, h0):
+        raise NotImplementedError  # form B starts from (m, q), see _initial_state
+
+    def _s(self, q):
+        return self.net.sigma_b**2 + self.net.sigma_w**2 * q
+
+    def field(self, state):
+        m1, q1, m2, q2, c, h = state
+        act, n = self.net.activation, self.net
+        p1, p2 = act.p1, act.p2
+        s1, s2 = self._s(q1), self._s(q2)
+        lin = n.sigma_b**2 + n.sigma_w**2 * c
+        dc = p1**2 * lin + 0.5 * p2 * (s2[None, :] * m1[:, None] + s1[:, None] * m2[None, :])
+        return (0.5 * p2 * s1, p1**2 * s1 + p2 * s1 * m1, 0.5 * p2 * s2,
+                p1**2 * s2 + p2 * s2 * m2, dc, p1**2 * lin + p1**2 * n.sigma_w**2 * h)
+
+    def layer(self, state, dt):
+        # exact width-first layer map (§5): z ~ N(0, dt [[s(q), s_c], [s_c, s(q')]])
+        m1, q1, m2, q2, c, h = state
+        act, n = self.net.activation, self.net
+        v1, v2 = dt * self._s(q1), dt * self._s(q2)
+        vc = dt * (n.sigma_b**2 + n.sigma_w**2 * c)
+        nu1, nu2 = act.mean(v1), act.mean(v2)
+        cross = act.dual(v1[:, None], v2[None, :], vc)
+        dderiv = act.dual_deriv(v1[:, None], v2[None, :], vc)
+        return (m1 + nu1, q1 + 2 * m1 * nu1 + act.second_moment(v1),
+                m2 + nu2, q2 + 2 * m2 * nu2 + act.second_moment(v2),
+                c + m1[:, None] * nu2[None, :] + m2[None, :] * nu1[:, None] + cross,
+                (1 + n.sigma_w**2 * dt * dderiv) * h + dderiv * vc)
+
+    def outputs(self, state, readout):
+        if readout.post_activation:
+            raise ValueError("form B kernels support the state readout only")
+        c, h = state[4], state[5]
+        return c, c + h
+
+
+_DYNAMICS = {"A": _FormA, "B": _FormB, "C": _FormC}
+
+
+@eqx.filter_jit
+def _evolved(dyn: _Dynamics, state, count, h, rk4: bool):
+    return flow(dyn, state, count, h, rk4)
+
+
+@eqx.filter_jit
+def _block(dyn, init, count, h, rk4: bool, readout):
+    return dyn.outputs(flow(dyn, init, count, h, rk4), readout)
+
+
+def _initial_gram(net: ResNet, xa, xb):
+    if net.input_layer is not None:
+        return net.input_layer.gram_between(xa, xb)
+    return xa @ xb.T / xa.shape[1]
+
+
+def _initial_state(net, dyn, x1, x2, train_input: bool):
+    k12 = _initial_gram(net, x1, x2)
+    h0 = k12 if (train_input and net.input_layer is not None) else jnp.zeros_like(k12)
+    q1, q2 = _diag_gram(net, x1), _diag_gram(net, x2)
+    if net.form != "B":
+        return dyn.init(q1, q2, k12, h0)
+    # form B also tracks coordinate means: zero behind an input layer, else those of x
+    mean = lambda x: jnp.zeros(x.shape[0]) if net.input_layer is not None else x.mean(1)
+    return (mean(x1), q1, mean(x2), q2, k12, h0)
+
+
+def _diag_gram(net, x):
+    if net.input_layer is not None:
+        layer = net.input_layer
+        return layer.sigma_a**2 + layer.sigma_A**2 * jnp.sum(x * x, 1) / layer.dim
+    return jnp.sum(x * x, 1) / x.shape[1]
+
+
+def _chebyshev_tables(dyn, plan, train_input, nodes):
+    """Unit-diagonal pair outputs on Chebyshev-Lobatto nodes in ``theta_0 in [0, pi]``,
+    as Chebyshev coefficients, and the growth of a unit diagonal."""
+    j = np.arange(nodes + 1)
+    # u_j = cos(pi j / nodes) in [-1, 1] and theta_j = pi (u_j + 1) / 2, so that
+    # T_k(u_j) = cos(pi k j / nodes) and a type-I DCT gives the Chebyshev coefficients
+    theta = 0.5 * np.pi * (1 + np.cos(np.pi * j / nodes))
+    rho = jnp.asarray(np.cos(theta))[None, :]
+    one = jnp.ones(1)
+    h0 = rho if train_input else jnp.zeros_like(rho)
+    final = _evolved(dyn, dyn.init(one, one, rho, h0), *plan)
+    vals = np.stack([np.asarray(final[2])[0], np.asarray(final[3])[0]])
+    # values at Lobatto nodes -> Chebyshev coefficients (type-I DCT)
+    coef = np.empty_like(vals)
+    for k in range(nodes + 1):
+        w = np.cos(np.pi * k * j / nodes)
+        w = w * np.where((j == 0) | (j == nodes), 0.5, 1.0)
+        coef[:, k] = 2.0 / nodes * (vals * w).sum(1)
+    coef[:, 0] /= 2
+    coef[:, -1] /= 2
+    # chop each series where it reaches its noise plateau (rounding in arccos near
+    # rho = +-1 leaves coefficients of ~1e-12): keeps ~1e-11 accuracy, evaluates faster.
+    # The kept length is padded with zeros to a power of two, which leaves every value
+    # unchanged and lets nearby hyperparameters share one compiled evaluation.
+    keep = max(_last_significant(c, _CHOP) for c in coef) + 1
+    padded = np.zeros((2, 1 << (keep - 1).bit_length()))
+    padded[:, :keep] = coef[:, :keep]
+    return jnp.asarray(padded), final[0][0]
+
+
+def _last_significant(c: np.ndarray, tol: float) -> int:
+    big = np.nonzero(np.abs(c) > tol * np.abs(c).max())[0]
+    return int(big[-1]) if big.size else 0
+
+
+def _clenshaw(coef, u):
+    """Evaluate ``sum_k coef[k] T_k(u)`` (Chebyshev series) elementwise.
+
+    Unrolled over the (static, chopped) number of coefficients so that XLA fuses the
+    recurrence into one elementwise pass (a loop would stream every array ``k`` times).
+    """
+    b1 = b2 = jnp.zeros_like(u)
+    for k in range(coef.shape[0] - 1, 0, -1):
+        b1, b2 = 2 * u * b1 - b2 + coef[k], b1
+    return u * b1 - b2 + coef[0]
+
+
+@eqx.filter_jit
+def _homogeneous_block(dyn, coef_k, coef_h, growth, d1, d2, k12, readout):
+    scale = jnp.sqrt(d1[:, None] * d2[None, :])
+    safe = jnp.where(scale > 0, scale, 1.0)
+    theta = jnp.arccos(jnp.clip(k12 / safe, -1.0, 1.0))
+    u = 2 * theta / jnp.pi - 1  # Lobatto nodes in theta map to cos-nodes in u
+    k = scale * _clenshaw(coef_k, u)
+    h = scale * _clenshaw(coef_h, u)
+    state = (growth * d1, growth * d2, k, h)
+    return dyn.outputs(state, readout)
+
+
+def _check_kernel_net(net: ResNet):
+    if net.M is not None or np.any(np.asarray(net.mu_b) != 0):
+        raise ValueError("kernels need mu_b = 0 and M = None (kernels.md §1)")
+    if not net.width_scaled:
+        raise ValueError("kernels need width_scaled=True (weights of variance sigma_w^2/n)")
+    if net.scaling != "shrinking":
+        raise ValueError("the i.i.d. baseline has no infinite-depth kernel; use "
+                         "scaling='shrinking'")
+    if net.form == "A" and net.input_layer is None:
+        raise ValueError("form A kernels need an input layer (dl.InputLayer): without one "
+                         "the state coordinates are not Gaussian (kernels.md §7)")
+
+
+def _as_inputs(x, name: str, dim: int | None) -> jnp.ndarray:
+    arr = np.asarray(x, dtype=np.float64)
+    if arr.ndim != 2 or arr.shape[0] == 0:
+        raise ValueError(f"{name} must have shape (inputs, features), got {arr.shape}")
+    if dim is not None and arr.shape[1] != dim:
+        raise ValueError(f"{name} has {arr.shape[1]} features, the network expects {dim}")
+    if not np.all(np.isfinite(arr)):
+        raise ValueError(f"{name} contains NaN or infinite values")
+    return jnp.asarray(arr)
+
+
+def kernel(
+    net: ResNet,
+    x1,
+    x2=None,
+    depth: int | float | None = None,
+    *,
+    steps: int = DEFAULT_STEPS,
+    compute_ntk: bool = True,
+    train_input_layer: bool = True,
+    homogeneous: str | bool = "auto",
+    max_memory: int = DEFAULT_MEMORY,
+    out_nngp=None,
+    out_ntk=None,
+    progress: bool | Callable[[int], None] = False,
+) -> Kernel:
+    """NNGP and NTK of the infinitely wide version of ``net``.
+
+    Args:
+        net: the network (its width is ignored). Needs ``width_scaled=True``, no mean
+            parameters, and for form A an input layer.
+        x1, x2: inputs ``(N1, d)`` and ``(N2, d)`` (``x2`` defaults to ``x1``).
+        depth: ``None`` for ``net.depth``, an integer, or ``math.inf`` for the ODE limit.
+        steps: RK4 steps on ``[0, T]`` at infinite depth.
+        compute_ntk: also return the NTK.
+        train_input_layer: whether the input layer's parameters count in the NTK.
+        homogeneous: ``"auto"`` uses the exact angle reduction when it applies, ``False``
+            never, ``True`` requires it.
+        max_memory: bound in bytes on the working memory of one tile (default 1 GiB); the
+            kernel is computed in square tiles of pairs that fit it.
+        out_nngp, out_ntk: optional array-likes (a NumPy memmap, a Zarr array) of shape
+            ``(N1, N2)`` to write into instead of allocating.
+        progress: ``True`` for a progress bar over tiles, or a callback taking the number
+            of tiles just done.
+
+    Returns:
+        A :class:`Kernel` of float64 arrays.
+    """
+    _check_kernel_net(net)
+    depth = net.depth if depth is None else depth
+    if not (math.isinf(depth) or (isinstance(depth, int | np.integer) and depth > 0)):
+        raise ValueError(f"depth must be a positive integer or math.inf, got {depth!r}")
+    dim = net.input_dim
+    x1 = _as_inputs(x1, "x1", dim)
+    x2 = x1 if x2 is None else _as_inputs(x2, "x2", dim)
+    dyn = _DYNAMICS[net.form](net)
+    readout = net.readout if net.readout is not None else Readout()
+    traced_dyn, traced_readout = traced_floats((dyn, readout))
+    plan = step_plan(depth, steps, net.horizon)
+    if net.form == "B" and readout.post_activation:
+        raise ValueError("form B kernels support the state readout only")
+    use_homog = dyn.homogeneous if homogeneous == "auto" else bool(homogeneous)
+    if use_homog and not dyn.homogeneous:
+        raise ValueError("the homogeneous reduction needs form A or C, sigma_b = 0 and a "
+                         "positively homogeneous activation")
+    N1, N2 = x1.shape[0], x2.shape[0]
+    block = max(16, int(math.sqrt(max_memory / _BYTES_PER_PAIR)))
+    K = np.empty((N1, N2)) if out_nngp is None else out_nngp
+    T = np.empty((N1, N2)) if (compute_ntk and out_ntk is None) else out_ntk
+    if use_homog:
+        coef, growth = _chebyshev_tables(traced_dyn, plan,
+                                         train_input_layer and net.input_layer is not None,
+                                         _CHEBYSHEV_NODES)
+    tiles = [(i, j) for i in range(0, N1, block) for j in range(0, N2, block)]
+    with progress_callback(progress, len(tiles), "kernel tiles") as advance:
+        for i, j in tiles:
+            xa, xb = x1[i : i + block], x2[j : j + block]
+            if use_homog:
+                k12 = _initial_gram(net, xa, xb)
+                R, Th = _homogeneous_block(traced_dyn, coef[0], coef[1], growth,
+                                           _diag_gram(net, xa), _diag_gram(net, xb), k12,
+                                           traced_readout)
+            else:
+                init = _initial_state(net, dyn, xa, xb, train_input_layer)
+                R, Th = _block(traced_dyn, init, *plan, traced_readout)
+            sv2, sv02 = readout.sigma_v**2, readout.sigma_v0**2
+            K[i : i + block, j : j + block] = np.asarray(sv2 * R + sv02)
+            if compute_ntk:
+                T[i : i + block, j : j + block] = np.asarray(sv2 * Th + sv02)
+            advance(1)
+    for name, arr in (("NNGP", K), ("NTK", T)):
+        if arr is not None and isinstance(arr, np.ndarray) and not np.all(np.isfinite(arr)):
+            raise FloatingPointError(f"the {name} has non-finite entries: the dynamics blew "
+                                     "up (try a smaller horizon or sigma_w)")
+    return Kernel(nngp=K, ntk=T if compute_ntk else None, depth=depth)
+
+
+def nngp(net: ResNet, x1, x2=None, depth: int | float | None = None, **kwargs) -> np.ndarray:
+    """The NNGP kernel ``K_f``, float64 ``(len(x1), len(x2))``; see :func:`kernel`."""
+    return kernel(net, x1, x2, depth, compute_ntk=False, **kwargs).nngp
+
+
+def ntk(net: ResNet, x1, x2=None, depth: int | float | None = None, **kwargs) -> np.ndarray:
+    """The neural tangent kernel ``Theta``, float64 ``(len(x1), len(x2))``."""
+    return kernel(net, x1, x2, depth, **kwargs).ntk
