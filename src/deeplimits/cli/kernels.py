@@ -64,12 +64,12 @@ def kernel(
         net = ResNet(width=max(d, 1), depth=1 if math.isinf(depth_value) else depth_value,
                      form=form.value, activation=activation, sigma_w=sigma_w, sigma_b=sigma_b,
                      input_layer=InputLayer(d) if input_layer else None)
-        from deeplimits.wide.kernels import _as_inputs, _check_kernel_net
+        from deeplimits.wide.kernels import as_kernel_inputs, check_kernel_net
 
-        _check_kernel_net(net)
-        _as_inputs(xs, "x", d)
+        check_kernel_net(net)
+        as_kernel_inputs(xs, "x", d)
         if xs2 is not None:
-            _as_inputs(xs2, "x2", d)
+            as_kernel_inputs(xs2, "x2", d)
     except ValueError as exc:
         raise fail(str(exc)) from None
     start = time.perf_counter()

@@ -106,9 +106,9 @@ def _depth(params: dict) -> float:
 
 
 def _check_kernel(params: dict) -> None:
-    from deeplimits.wide.kernels import _check_kernel_net
+    from deeplimits.wide.kernels import check_kernel_net
 
-    _check_kernel_net(_kernel_net(params))
+    check_kernel_net(_kernel_net(params))
     _depth(params)
     if not (isinstance(params["angles"], int) and params["angles"] >= 2):
         raise ValueError(f"angles must be an integer >= 2, got {params['angles']!r}")

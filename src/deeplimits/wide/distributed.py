@@ -19,7 +19,7 @@ import numpy as np
 from deeplimits._core.dask import dask_client
 from deeplimits._core.progress import progress_callback
 from deeplimits.spec.networks import ResNet
-from deeplimits.wide.kernels import Kernel, _as_inputs, _check_kernel_net, kernel
+from deeplimits.wide.kernels import Kernel, as_kernel_inputs, check_kernel_net, kernel
 
 __all__ = ["distributed_kernel"]
 
@@ -74,10 +74,10 @@ def distributed_kernel(
             holds the Zarr arrays.
         kernel_kwargs: passed to :func:`deeplimits.kernel` on the workers.
     """
-    _check_kernel_net(net)
+    check_kernel_net(net)
     depth = net.depth if depth is None else depth
-    x1 = np.asarray(_as_inputs(x1, "x1", net.input_dim))
-    x2 = x1 if x2 is None else np.asarray(_as_inputs(x2, "x2", net.input_dim))
+    x1 = np.asarray(as_kernel_inputs(x1, "x1", net.input_dim))
+    x2 = x1 if x2 is None else np.asarray(as_kernel_inputs(x2, "x2", net.input_dim))
     if not (isinstance(tile, int) and tile > 0):
         raise ValueError(f"tile must be a positive integer, got {tile!r}")
     N1, N2 = len(x1), len(x2)

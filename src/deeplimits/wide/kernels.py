@@ -279,7 +279,7 @@ def _homogeneous_block(dyn, coef_k, coef_h, growth, d1, d2, k12, readout):
     return dyn.outputs(state, readout)
 
 
-def _check_kernel_net(net: ResNet):
+def check_kernel_net(net: ResNet):
     if net.M is not None or np.any(np.asarray(net.mu_b) != 0):
         raise ValueError("kernels need mu_b = 0 and M = None (kernels.md §1)")
     if not net.width_scaled:
@@ -292,7 +292,7 @@ def _check_kernel_net(net: ResNet):
                          "the state coordinates are not Gaussian (kernels.md §7)")
 
 
-def _as_inputs(x, name: str, dim: int | None) -> jnp.ndarray:
+def as_kernel_inputs(x, name: str, dim: int | None) -> jnp.ndarray:
     arr = np.asarray(x, dtype=np.float64)
     if arr.ndim != 2 or arr.shape[0] == 0:
         raise ValueError(f"{name} must have shape (inputs, features), got {arr.shape}")
@@ -340,13 +340,13 @@ def kernel(
     Returns:
         A :class:`Kernel` of float64 arrays.
     """
-    _check_kernel_net(net)
+    check_kernel_net(net)
     depth = net.depth if depth is None else depth
     if not (math.isinf(depth) or (isinstance(depth, int | np.integer) and depth > 0)):
         raise ValueError(f"depth must be a positive integer or math.inf, got {depth!r}")
     dim = net.input_dim
-    x1 = _as_inputs(x1, "x1", dim)
-    x2 = x1 if x2 is None else _as_inputs(x2, "x2", dim)
+    x1 = as_kernel_inputs(x1, "x1", dim)
+    x2 = x1 if x2 is None else as_kernel_inputs(x2, "x2", dim)
     dyn = _DYNAMICS[net.form](net)
     readout = net.readout if net.readout is not None else Readout()
     traced_dyn, traced_readout = traced_floats((dyn, readout))

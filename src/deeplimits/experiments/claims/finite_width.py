@@ -14,9 +14,9 @@ import xarray as xr
 from scipy import stats as st
 
 from deeplimits.analysis import closed_forms, stats
+from deeplimits.experiments import finite_width as fw
 from deeplimits.experiments.claims._base import Claim, Verdict, pick, register, with_verdict
 from deeplimits.experiments.figures import depth_ticks, figure, histogram
-from deeplimits.experiments import finite_width as fw
 
 __all__ = [
     "plot_activation_dependence", "plot_gbm", "plot_relu_identity", "plot_regime", "plot_dead",
