@@ -41,6 +41,7 @@ from deeplimits._core.chunks import chunk_size as chunk_size_for
 from deeplimits._core.chunks import map_chunks
 from deeplimits._core.linalg import psd_sqrt
 from deeplimits._core.progress import progress_callback
+from deeplimits._core.registry import Registry
 from deeplimits._core.validation import check_inputs, check_samples
 from deeplimits.spec.activations import Activation
 from deeplimits.spec.laws import Gaussian
@@ -62,16 +63,16 @@ LOSSES: dict[str, Callable[[jax.Array], jax.Array]] = {
     "square": lambda x: 0.5 * jnp.sum(x * x),
     "mean": lambda x: jnp.mean(x),  # linear: g_L = 1/n, g_0 = J^T 1 / n
 }
+_LOSSES: Registry[str] = Registry("loss", lambda name: name, case_sensitive=False)
+for _name in LOSSES:
+    _LOSSES.register(_name)
 
 
 def get_loss(spec: str | Callable) -> Callable[[jax.Array], jax.Array]:
     """A loss ``R^n -> R``: a name in :data:`LOSSES` or a JAX-traceable callable."""
     if callable(spec):
         return spec
-    if spec not in LOSSES:
-        raise ValueError(f"unknown loss {spec!r}; choose one of {sorted(LOSSES)} or pass a "
-                         "callable")
-    return LOSSES[spec]
+    return LOSSES[_LOSSES.get(spec)]
 
 
 def orthonormal_rows(F: jax.Array) -> jax.Array:

@@ -27,6 +27,7 @@ import jax
 import jax.numpy as jnp
 
 from deeplimits._core.linalg import psd_sqrt
+from deeplimits._core.registry import Registry
 
 __all__ = ["Block", "FormA", "FormB", "FormC", "LayerParams", "get_block"]
 
@@ -272,12 +273,12 @@ class FormC(Block):
         return (net.sigma_u**2 * v).astype(X.dtype)
 
 
-_BLOCKS: dict[str, Block] = {b.name: b for b in (FormA(), FormB(), FormC())}
+_BLOCKS: Registry[Block] = Registry("block form", lambda block: block.name,
+                                    case_sensitive=False, upper=True)
+for _block in (FormA(), FormB(), FormC()):
+    _BLOCKS.register(_block)
 
 
 def get_block(form: str) -> Block:
-    """The block for ``"A"``, ``"B"`` or ``"C"``."""
-    key = str(form).upper()
-    if key not in _BLOCKS:
-        raise ValueError(f"unknown block form {form!r}; choose one of {sorted(_BLOCKS)}")
-    return _BLOCKS[key]
+    """The block for ``"A"``, ``"B"`` or ``"C"`` (any case)."""
+    return _BLOCKS.get(str(form))

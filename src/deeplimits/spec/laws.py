@@ -18,6 +18,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from deeplimits._core.registry import Registry
+
 __all__ = ["ParameterLaw", "Gaussian", "Rademacher", "Uniform", "CustomLaw", "get_law"]
 
 class ParameterLaw(eqx.Module):
@@ -116,7 +118,11 @@ class CustomLaw(ParameterLaw):
         return jnp.asarray(self.fn(key, (size,), dtype), dtype)
 
 
-_LAWS = {"gaussian": Gaussian, "normal": Gaussian, "rademacher": Rademacher, "uniform": Uniform}
+_LAWS: Registry[type[ParameterLaw]] = Registry(
+    "parameter law", lambda law: law.__name__.lower(), aliases={"normal": "gaussian"},
+    case_sensitive=False)
+for _law in (Gaussian, Rademacher, Uniform):
+    _LAWS.register(_law)
 
 
 def get_law(spec: str | ParameterLaw | Callable) -> ParameterLaw:
@@ -124,9 +130,7 @@ def get_law(spec: str | ParameterLaw | Callable) -> ParameterLaw:
     if isinstance(spec, ParameterLaw):
         return spec
     if isinstance(spec, str):
-        if spec.lower() not in _LAWS:
-            raise ValueError(f"unknown parameter law {spec!r}; choose one of {sorted(_LAWS)}")
-        return _LAWS[spec.lower()]()
+        return _LAWS.get(spec)()
     if callable(spec):
         return CustomLaw(spec, getattr(spec, "__name__", "custom"))
     raise TypeError(f"law must be a name, a ParameterLaw or a callable, got {type(spec)}")
