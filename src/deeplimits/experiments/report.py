@@ -83,6 +83,29 @@ def _fmt(value: float) -> str:
     return f"{value:.4g}"
 
 
+def _control_cells(r: ClaimResult) -> str:
+    """The control-verdict and detectable-effect cells of a row: green when the negative
+    control was rejected (as it must be), red when it passed or was never judged."""
+    e, v = html.escape, r.verdict
+    name = r.dataset.attrs.get("control", r.claim.control.name if r.claim.control else "")
+    if v.control is None:
+        return "<td class='fail'>no control</td><td></td>"
+    status = "rejected" if v.control_rejected else "accepted"
+    css = "pass" if v.control_rejected else "fail"
+    return (f"<td class='{css}'>{e(name)}: {status} ({_fmt(v.control.measured)})</td>"
+            f"<td>{e(v.detectable)}</td>")
+
+
+def _control_text(r: ClaimResult) -> str:
+    e, v, c = html.escape, r.verdict, r.claim.control
+    if v.control is None or c is None:
+        return "<b>none judged</b> (the verdict has no demonstrated power)."
+    return (f"<b>{e(c.name)}</b>, {e(c.description)}: "
+            f"<b>{'rejected' if v.control_rejected else 'ACCEPTED'}</b>, "
+            f"{e(v.statistic)} = {_fmt(v.control.measured)}. {e(v.control.details)} "
+            f"The check {e(v.detectable.removeprefix('detects '))}." if v.detectable else "")
+
+
 def render_report(
     results: Sequence[ClaimResult],
     figures: dict[str, bytes],
@@ -112,11 +135,11 @@ def render_report(
             f"<tr><td><a href='#{e(c.id)}'>{e(c.id)}</a></td><td>{e(c.title)}</td>"
             f"<td>{e(c.source)}</td><td>{e(v.statistic)}</td><td>{e(v.tolerance)}</td>"
             f"<td>{_fmt(v.measured)}</td><td class='{status}'>{status}</td>"
-            f"<td>{r.seconds:.1f}</td></tr>"
+            f"{_control_cells(r)}<td>{r.seconds:.1f}</td></tr>"
         )
     for cid, error in failures.items():
         rows.append(f"<tr><td>{e(cid)}</td><td colspan='5'>raised {e(error)}</td>"
-                    f"<td class='fail'>error</td><td></td></tr>")
+                    f"<td class='fail'>error</td><td></td><td></td><td></td></tr>")
     sections = []
     for r in results:
         c, v = r.claim, r.verdict
@@ -126,6 +149,7 @@ def render_report(
             f"<p class='small'>Source: {e(c.source)}. Verdict: <b>{'pass' if v.passed else 'fail'}"
             f"</b>; {e(v.statistic)} = {_fmt(v.measured)} (tolerance: {e(v.tolerance)}).</p>"
             f"<p class='small'>{e(v.details)}</p>"
+            f"<p class='small'>Negative control: {_control_text(r)}</p>"
             f"<img alt='figure for {e(c.id)}' src='data:image/png;base64,{png}'>"
             f"<p class='small'>Data: <code>{e(data.get(c.id, f'data/{c.id}.nc'))}</code>; figure: "
             f"<code>figures/{e(c.id)}.png</code>; {r.seconds:.1f} s.</p></section>"
@@ -142,7 +166,8 @@ run time is in the table (a claim found already checked in the results folder is
 Every claim states its statistic, its tolerance and the sample
 sizes behind it; the datasets beside this page hold the numbers behind every figure.</p>
 <table id="verdicts"><thead><tr><th>claim</th><th>statement</th><th>source</th>
-<th>statistic</th><th>tolerance</th><th>measured</th><th>verdict</th><th>seconds</th></tr>
+<th>statistic</th><th>tolerance</th><th>measured</th><th>verdict</th>
+<th>control verdict</th><th>detectable effect</th><th>seconds</th></tr>
 </thead><tbody>{''.join(rows)}</tbody></table>
 {''.join(sections)}
 <section><h2>Provenance</h2><table>{prov_rows}</table></section>

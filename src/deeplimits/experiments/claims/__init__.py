@@ -13,12 +13,19 @@ from deeplimits.experiments.claims._base import (
     SCALES,
     Claim,
     ClaimResult,
+    Control,
+    Detectable,
     Verdict,
+    detectable_shift,
+    judge,
     pick,
     register,
     registry,
 )
 
-__all__ = ["SCALES", "Claim", "ClaimResult", "Verdict", "pick", "register", "registry"]
+__all__ = [
+    "SCALES", "Claim", "ClaimResult", "Control", "Detectable", "Verdict", "detectable_shift",
+    "judge", "pick", "register", "registry",
+]
 
 

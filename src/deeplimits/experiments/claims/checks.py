@@ -1,0 +1,121 @@
+"""Decisions with stated power, shared by the claim modules.
+
+* :func:`law_gap` and :func:`equivalence`: two one-sided tests (TOST) that two samples have
+  the same law up to a stated margin in the standardised mean, the log-variance and
+  (optionally) the excess kurtosis. The check passes when every upper confidence bound
+  ``|estimate| + z_{1-alpha/k} se`` lies below its margin (Bonferroni over the ``k``
+  components), so a pass is evidence of closeness, not a failure to reject.
+* :func:`ks_power`: the smallest sup-distance between CDFs that a KS test at level
+  ``alpha`` rejects with probability ``power`` (critical distance plus the
+  Dvoretzky-Kiefer-Wolfowitz bound on the empirical CDFs' own error).
+* :func:`perturbed_spread`: a reference sample whose fluctuations about its mean are
+  scaled by ``factor``: the law of a twin whose diffusion coefficient is off by that
+  factor (exact for a Gaussian law), used as a negative control that shares the samples.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+
+import numpy as np
+from scipy import stats as st
+
+from deeplimits.experiments.claims._base import Detectable, detectable_shift
+
+__all__ = ["LawGap", "law_gap", "equivalence", "variance_detectable", "ks_power", "ks_detectable",
+           "perturbed_spread"]
+
+ALPHA = 0.01
+
+
+@dataclasses.dataclass(frozen=True)
+class LawGap:
+    """Estimated differences between the laws of ``x`` and ``y`` with standard errors:
+    ``(mean_x - mean_y) / sd_y``, ``log(var_x / var_y)`` and the excess-kurtosis gap."""
+
+    mean: float
+    mean_se: float
+    log_var: float
+    log_var_se: float
+    kurtosis: float
+    kurtosis_se: float
+
+
+def _moments(a: np.ndarray):
+    c = a - a.mean()
+    m2, m4 = np.mean(c**2), np.mean(c**4)
+    m6, m8 = np.mean(c**6), np.mean(c**8)
+    n = a.size
+    # delta method: Var(log m2) = (m4 / m2^2 - 1) / n; excess kurtosis m4 / m2^2 - 3
+    lv_var = (m4 / m2**2 - 1) / n
+    g = np.array([-2 * m4 / m2**3, 1 / m2**2])
+    cov = np.array([[m4 - m2**2, m6 - m2 * m4], [m6 - m2 * m4, m8 - m4**2]]) / n
+    return a.mean(), m2, lv_var, m4 / m2**2 - 3, max(float(g @ cov @ g), 0.0)
+
+
+def law_gap(x, y) -> LawGap:
+    """The :class:`LawGap` of two independent samples (delta-method standard errors)."""
+    a, b = np.asarray(x, np.float64).ravel(), np.asarray(y, np.float64).ravel()
+    if a.size < 10 or b.size < 10 or not (np.all(np.isfinite(a)) and np.all(np.isfinite(b))):
+        raise ValueError("law_gap needs at least 10 finite observations in each sample")
+    ma, va, lva, ka, kva = _moments(a)
+    mb, vb, lvb, kb, kvb = _moments(b)
+    sd = math.sqrt(vb)
+    return LawGap(float((ma - mb) / sd), float(math.sqrt(va / a.size + vb / b.size) / sd),
+                  float(math.log(va / vb)), float(math.sqrt(lva + lvb)),
+                  float(ka - kb), float(math.sqrt(kva + kvb)))
+
+
+def equivalence(gap: LawGap, *, mean: float, log_var: float, kurtosis: float | None = None,
+                alpha: float = ALPHA) -> tuple[bool, float, str]:
+    """TOST of ``gap`` against the margins: ``(passed, worst bound / margin, text)``.
+
+    ``worst bound / margin`` is the largest ratio of an upper confidence bound to its
+    margin (below 1: equivalent).
+    """
+    parts = [("mean/sd", gap.mean, gap.mean_se, mean),
+             ("log var", gap.log_var, gap.log_var_se, log_var)]
+    if kurtosis is not None:
+        parts.append(("kurtosis", gap.kurtosis, gap.kurtosis_se, kurtosis))
+    z = st.norm.isf(alpha / len(parts))
+    ratios = [(abs(e) + z * s) / m for _, e, s, m in parts]
+    text = ", ".join(f"{name} {e:+.4f} (SE {s:.4f}, bound {abs(e) + z * s:.4f} vs margin {m})"
+                     for name, e, s, m in parts)
+    return bool(max(ratios) < 1), float(max(ratios)), text
+
+
+def variance_detectable(gap: LawGap, margin: float, components: int = 2,
+                        alpha: float = ALPHA) -> Detectable:
+    """The relative variance error the log-variance part of :func:`equivalence` rejects
+    at 99% power."""
+    d = detectable_shift(gap.log_var_se, margin=margin, alpha=alpha / components)
+    return Detectable(math.expm1(d), "error in the variance")
+
+
+def ks_power(n: int, m: int | None = None, *, alpha: float = ALPHA,
+             power: float = 0.99) -> float:
+    """Sup-distance between CDFs that a KS test at level ``alpha`` rejects with
+    probability at least ``power``: the critical distance plus the DKW bounds on the
+    empirical CDFs' own error (``sqrt(log(2k/beta) / (2 n))`` per sample, ``k`` samples)."""
+    if n < 1 or (m is not None and m < 1):
+        raise ValueError("sample sizes must be >= 1")
+    eff = n if m is None else n * m / (n + m)
+    crit = math.sqrt(-0.5 * math.log(alpha / 2) / eff)
+    beta = 1 - power
+    if m is None:
+        return crit + math.sqrt(math.log(2 / beta) / (2 * n))
+    return crit + sum(math.sqrt(math.log(4 / beta) / (2 * k)) for k in (n, m))
+
+
+def ks_detectable(n: int, m: int | None = None, tests: int = 1) -> Detectable:
+    """:class:`Detectable` of a (Bonferroni over ``tests``) KS check."""
+    return Detectable(ks_power(n, m, alpha=ALPHA / tests), "sup-distance between CDFs",
+                      relative=False)
+
+
+def perturbed_spread(y, factor: float) -> np.ndarray:
+    """``mean(y) + factor (y - mean(y))``: the reference law with its fluctuations scaled by
+    ``factor`` (a diffusion coefficient off by ``factor`` for a Gaussian law)."""
+    a = np.asarray(y, np.float64)
+    return a.mean() + factor * (a - a.mean())
