@@ -209,3 +209,24 @@ def test_folder_of_another_version_and_unreachable_scheduler(tmp_path):
     assert not (tmp_path / "new").exists()
     with pytest.raises(ValueError, match="needs the dask executor"):
         get_executor("local", scheduler="tcp://127.0.0.1:9")
+
+
+# --------------------------------------------------------------------------------------
+# issue 19 item 8: output files follow the umask, as any other program's would
+# --------------------------------------------------------------------------------------
+@pytest.mark.parametrize("umask", [0o022, 0o077, 0o002])
+def test_written_files_respect_the_umask(tmp_path, umask):
+    from deeplimits.experiments.store import save_dataset, write_json
+
+    old = os.umask(umask)
+    try:
+        run_sweep(Sweep("test-flaky", grid={"x": [1, 3]}), tmp_path / "run",
+                  executor="inprocess", progress=False)
+        files = [*(tmp_path / "run" / "data").glob("*.nc"), tmp_path / "run" / "manifest.json",
+                 save_dataset(xr.Dataset({"y": 1.0}), tmp_path / "one.nc"),
+                 write_json(tmp_path / "one.json", {"a": 1})]
+    finally:
+        os.umask(old)
+    assert len(files) == 5
+    for path in files:
+        assert path.stat().st_mode & 0o777 == 0o666 & ~umask, path.name
