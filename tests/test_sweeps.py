@@ -209,3 +209,59 @@ def test_folder_of_another_version_and_unreachable_scheduler(tmp_path):
     assert not (tmp_path / "new").exists()
     with pytest.raises(ValueError, match="needs the dask executor"):
         get_executor("local", scheduler="tcp://127.0.0.1:9")
+
+
+# --------------------------------------------------------------------------------------
+# issue 19 item 8: output files follow the umask, as any other program's would
+# --------------------------------------------------------------------------------------
+@pytest.mark.parametrize("umask", [0o022, 0o077, 0o002])
+def test_written_files_respect_the_umask(tmp_path, umask):
+    from deeplimits.experiments.store import save_dataset, write_json
+
+    old = os.umask(umask)
+    try:
+        run_sweep(Sweep("test-flaky", grid={"x": [1, 3]}), tmp_path / "run",
+                  executor="inprocess", progress=False)
+        files = [*(tmp_path / "run" / "data").glob("*.nc"), tmp_path / "run" / "manifest.json",
+                 save_dataset(xr.Dataset({"y": 1.0}), tmp_path / "one.nc"),
+                 write_json(tmp_path / "one.json", {"a": 1})]
+    finally:
+        os.umask(old)
+    assert len(files) == 5
+    for path in files:
+        assert path.stat().st_mode & 0o777 == 0o666 & ~umask, path.name
+
+
+# --------------------------------------------------------------------------------------
+# issue 19 item 4: a cell is known by what its activation computes, not by its name
+# --------------------------------------------------------------------------------------
+def test_a_callable_parameter_is_refused_naming_it():
+    import jax.numpy as jnp
+
+    for spec in ({"grid": {"activation": ["relu", jnp.tanh]}},
+                 {"config": {"activation": lambda x: x}}):
+        with pytest.raises(TypeError, match="'activation' is a callable.*register_activation"):
+            Sweep("forward", **spec).validate()
+    with pytest.raises(TypeError, match="'width' is a object"):
+        Sweep("forward", config={"width": object()}).validate()
+
+
+def test_an_activation_registered_again_under_its_name_makes_new_cells(tmp_path):
+    import jax.numpy as jnp
+
+    from deeplimits.spec.activations import Activation, register_activation
+
+    name = "test-redefined"
+    sweep = Sweep("forward", grid={"activation": [name]},
+                  config={"depth": 4, "samples": 16, "width": 2})
+    register_activation(Activation(name, jnp.tanh), overwrite=True)
+    first = run_sweep(sweep, tmp_path, executor="inprocess", progress=False)
+    again = run_sweep(sweep, tmp_path, executor="inprocess", progress=False)
+    assert len(first.computed) == 1 and again.computed == ()  # same function: reused
+    register_activation(Activation(name, lambda x: jnp.tanh(x) + 1e-6 * x), overwrite=True)
+    redefined = run_sweep(sweep, tmp_path, executor="inprocess", progress=False)
+    assert len(redefined.computed) == 1 and redefined.skipped == ()  # not the stale result
+    assert redefined.computed != first.computed
+    # the same function object again (another Activation) finds its cell
+    register_activation(Activation(name, jnp.tanh), overwrite=True)
+    assert run_sweep(sweep, tmp_path, executor="inprocess", progress=False).computed == ()

@@ -3,6 +3,8 @@
 Every dataset written by ``deeplimits`` carries the versions, seed and configuration that
 made it (``provenance``), and is written to a temporary file in the destination folder
 that is renamed into place only once complete, so a crash never leaves a half-written file.
+Files get the mode any other program's would (``0666`` less the umask), so collaborators
+on a shared machine can read them.
 """
 
 from __future__ import annotations
@@ -26,15 +28,31 @@ __all__ = [
 
 
 
+def umask() -> int:
+    """This process's umask, read without changing it where the platform allows."""
+    with contextlib.suppress(OSError, ValueError):
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("Umask:"):
+                return int(line.split()[1], 8)
+    current = os.umask(0o022)  # elsewhere the only way to read it is to set it
+    os.umask(current)
+    return current
+
+
 @contextlib.contextmanager
 def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
-    """Yield a temporary path beside ``path``; rename it onto ``path`` on success only."""
+    """Yield a temporary path beside ``path``; rename it onto ``path`` on success only.
+
+    The file ends with mode ``0666`` less the umask, as ``open(path, "w")`` would give it
+    (the temporary file is created ``0600``, which would hide it from collaborators).
+    """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     os.close(fd)
     try:
         yield Path(tmp)
+        os.chmod(tmp, 0o666 & ~umask())  # after writing: some writers recreate the file
         os.replace(tmp, path)
     finally:
         if os.path.exists(tmp):

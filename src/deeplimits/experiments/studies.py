@@ -4,10 +4,17 @@
 - ``forward``: the law of a finite network's output at one input: moments of the log
   squared norm and of a neuron, and neuron quantiles, from the exact (or any) sampler.
 - ``kernel``: NNGP and NTK of the infinitely wide network between inputs on a circle.
+
+The network studies name their activation; since a name can be registered again with
+another function (``register_activation(..., overwrite=True)``), each cell's identity also
+holds the activation's values (see :func:`_activation_identity`), so a redefined
+activation makes new cells instead of returning the old one's results.
 """
 
 from __future__ import annotations
 
+import functools
+import hashlib
 import math
 
 import jax.numpy as jnp
@@ -48,6 +55,34 @@ _NETWORK = {"form": "A", "activation": "relu", "width": 4, "depth": 256, "sigma_
 
 _QUANTILES = (0.001, 0.01, 0.1, 0.25, 0.5, 0.75, 0.9, 0.99, 0.999)
 
+# where an activation is looked at to tell it from another: irregularly spaced points of
+# [-8, 8], 0 included, and a few 2x2 covariances for a closed-form dual
+_PROBE = np.concatenate([[0.0], np.linspace(-8.0, 8.0, 40) + 0.0123])
+_COVARIANCES = np.array([[1.0, 1.0, 0.3], [2.0, 0.5, -0.7], [4.0, 4.0, 3.9]])
+
+
+def _activation_identity(params: dict) -> str:
+    """The activation a cell's ``activation`` names, by what it computes: a hash of phi and
+    phi' at 41 points of [-8, 8] (12 significant digits, so the last bits of a platform's
+    arithmetic do not matter), of its closed-form duals at three covariances, and of its
+    ``smooth``/``homogeneous`` flags. Two functions with the same name but other values get
+    other cells; a function equal to another at all these points would share its cells."""
+    from deeplimits.spec.activations import get_activation
+
+    return f"activation:{_fingerprint(get_activation(params['activation']))}"
+
+
+@functools.lru_cache(maxsize=256)
+def _fingerprint(act) -> str:
+    x = jnp.asarray(_PROBE, jnp.float64)
+    parts = [np.asarray(act(x)), np.asarray(act.deriv(x))]
+    k11, k22, k12 = (jnp.asarray(_COVARIANCES[:, i]) for i in range(3))
+    parts += [np.asarray(dual(k11, k22, k12)) for dual in (act.closed_dual,
+                                                          act.closed_dual_deriv) if dual]
+    text = ";".join(",".join(f"{v:.12g}" for v in np.ravel(part)) for part in parts)
+    text += f";smooth={act.smooth};homogeneous={act.homogeneous}"
+    return hashlib.sha256(text.encode()).hexdigest()[:16]
+
 
 def _network(params: dict):
     from deeplimits.spec.networks import ResNet
@@ -85,7 +120,8 @@ def _run_forward(cell: Cell) -> xr.Dataset:
 
 FORWARD = register_study(Study(
     "forward", _run_forward, _NETWORK | {"samples": 2000, "sampler": "exact"}, _check_forward,
-    "law of a finite network at one input: log-norm and neuron moments, neuron quantiles"))
+    "law of a finite network at one input: log-norm and neuron moments, neuron quantiles",
+    identity=_activation_identity))
 
 
 def _kernel_net(params: dict):
@@ -129,4 +165,5 @@ KERNEL = register_study(Study(
     "kernel", _run_kernel,
     {"form": "A", "activation": "relu", "depth": "inf", "sigma_w": 1.0, "sigma_b": 0.0,
      "angles": 33}, _check_kernel,
-    "NNGP and NTK of the wide network between inputs on a circle, against their angle"))
+    "NNGP and NTK of the wide network between inputs on a circle, against their angle",
+    identity=_activation_identity))

@@ -76,6 +76,10 @@ class Study:
         check: optional ``params -> None`` that raises ``ValueError`` for a bad cell; it
             runs for every cell before any work starts.
         description: one line for ``deeplimits sweep --list``.
+        identity: optional ``params -> str``: what the parameters *refer to* that their
+            values do not say, for a parameter that names something users can redefine (an
+            activation registered under a name). It enters the cell's hash, so redefining
+            the thing makes new cells instead of reusing results of the old one.
     """
 
     name: str
@@ -83,6 +87,7 @@ class Study:
     parameters: Mapping[str, Any]
     check: Callable[[dict], None] | None = None
     description: str = ""
+    identity: Callable[[dict], str] | None = None
 
 
 _STUDIES: Registry[Study] = Registry("study", lambda study: study.name)
@@ -105,13 +110,31 @@ def get_study(name: str) -> Study:
     return _STUDIES.get(name)
 
 
-def _canonical(value):
-    """A JSON-stable form of a parameter value (tuples as lists, NumPy scalars as Python)."""
+def _canonical(value, name: str = "value"):
+    """A JSON-stable form of a parameter value (tuples as lists, NumPy scalars and arrays as
+    Python numbers and lists).
+
+    Raises:
+        TypeError: for anything else (a function, an object): a cell is known by the text
+            of its parameters, and a function's text (its name) does not change when the
+            function does, so reusing results keyed on it could return stale numbers.
+    """
+    if isinstance(value, np.ndarray):
+        value = value.tolist()
     if isinstance(value, np.generic):
         return value.item()
+    if value is None or isinstance(value, str | int | float):  # bool is an int
+        return value
     if isinstance(value, tuple | list):
-        return [_canonical(v) for v in value]
-    return value
+        return [_canonical(v, name) for v in value]
+    if isinstance(value, Mapping) and all(isinstance(k, str) for k in value):
+        return {k: _canonical(v, name) for k, v in value.items()}
+    what = "a callable" if callable(value) else f"a {type(value).__name__}"
+    raise TypeError(
+        f"sweep parameter {name!r} is {what} ({value!r}); sweep parameters must be numbers, "
+        "strings, booleans or lists of them, because cells are identified by their values. "
+        "Register a custom activation under a name (deeplimits.register_activation) and "
+        "give the name")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -123,17 +146,21 @@ class Cell:
     seed: int
     axes: tuple[str, ...] = dataclasses.field(default=(), compare=False)
     """The grid axes: they name the cell's file; they do not enter its hash or its key."""
+    identity: str = ""
+    """The study's :attr:`Study.identity` of the parameters (empty without one): part of
+    the hash, so a redefined activation of the same name is another cell."""
 
     @property
     def parameters(self) -> dict[str, Any]:
         return dict(self.params)
 
     def describe(self) -> dict[str, Any]:
-        return {"study": self.study, "params": self.parameters, "seed": self.seed}
+        described = {"study": self.study, "params": self.parameters, "seed": self.seed}
+        return described | ({"identity": self.identity} if self.identity else {})
 
     @property
     def digest(self) -> str:
-        text = json.dumps(self.describe(), sort_keys=True, default=str)
+        text = json.dumps(self.describe(), sort_keys=True)
         return hashlib.sha256(text.encode()).hexdigest()
 
     @property
@@ -148,8 +175,7 @@ class Cell:
     def jax_key(self) -> jax.Array:
         """The cell's PRNG key: its seed's key folded with the hash of everything else, so
         that two cells share no randomness unless they are the same cell."""
-        rest = json.dumps({"study": self.study, "params": self.parameters}, sort_keys=True,
-                          default=str)
+        rest = json.dumps({"study": self.study, "params": self.parameters}, sort_keys=True)
         fold = int.from_bytes(hashlib.sha256(rest.encode()).digest()[:4], "little") >> 1
         return jax.random.fold_in(jax.random.key(self.seed), fold)
 
@@ -218,15 +244,17 @@ class Sweep:
         missing = [k for k, v in base.items() if v is REQUIRED and k not in self.grid]
         if missing:
             raise ValueError(f"study {study.name!r} needs {missing} in grid or config")
+        grid = {n: [_canonical(v, n) for v in values] for n, values in self.grid.items()}
+        base = {k: v if v is REQUIRED else _canonical(v, k) for k, v in base.items()}
         cells = []
-        names = list(self.grid)
-        for values in itertools.product(*(self.grid[n] for n in names)):
-            params = base | dict(zip(names, values, strict=True))
-            params = {k: _canonical(v) for k, v in sorted(params.items())}
+        names = list(grid)
+        for values in itertools.product(*(grid[n] for n in names)):
+            params = dict(sorted((base | dict(zip(names, values, strict=True))).items()))
             if study.check is not None:
                 study.check(params)
-            cells.extend(Cell(study.name, tuple(params.items()), int(s), tuple(names))
-                         for s in self.seeds)
+            identity = study.identity(params) if study.identity is not None else ""
+            cells.extend(Cell(study.name, tuple(params.items()), int(s), tuple(names),
+                              identity) for s in self.seeds)
         return cells
 
     def cells(self) -> list[Cell]:
