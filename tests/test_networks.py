@@ -111,6 +111,55 @@ def test_init_parameter_law_form_c():
 
 
 # --------------------------------------------------------------------------------------
+# form B needs phi C^2 at 0: callables are checked numerically (issue 19, item 3)
+# --------------------------------------------------------------------------------------
+@pytest.mark.parametrize("fn", [
+    lambda x: jnp.maximum(x, 0.0),            # ReLU: phi' jumps at 0
+    lambda x: jnp.where(x > 0, x, 0.1 * x),  # leaky ReLU
+    jnp.abs,
+    jax.nn.elu,                               # C^1, phi'' jumps from 1 to 0
+    lambda x: x * jnp.abs(x),                 # C^1, phi'' jumps from -2 to 2
+    jax.nn.relu6,
+], ids=["relu", "leaky", "abs", "elu", "x|x|", "relu6"])
+def test_form_b_refuses_callables_with_a_kink_at_zero(fn):
+    with pytest.raises(ValueError, match="C\\^2 at 0, and .* has a kink there"):
+        dl.ResNet(width=3, depth=4, form="B", activation=fn)
+    with pytest.raises(ValueError, match="has a kink there"):  # a user Activation as well
+        dl.ResNet(width=3, depth=4, form="B", activation=dl.Activation("mine", fn))
+    with pytest.raises(ValueError, match="has a kink there"):  # conv networks share the check
+        dl.conv.ConvResNet(channels=2, depth=4, image_shape=(5,), form="B", activation=fn)
+    dl.ResNet(width=3, depth=4, form="A", activation=fn)  # form A takes any activation
+
+
+@pytest.mark.parametrize("fn", [
+    jnp.tanh, jax.nn.silu, lambda x: jnp.sin(100 * x) / 100, lambda x: x,
+    lambda x: x**2 * jnp.abs(x) + x,          # C^2 (not C^3) at 0: allowed
+    lambda x: jnp.tanh(x.astype(jnp.float32)),  # float32 rounding is no kink
+], ids=["tanh", "silu", "fast-sin", "identity", "x^2|x|", "tanh32"])
+def test_form_b_accepts_smooth_callables(fn):
+    net = dl.ResNet(width=3, depth=4, form="B", activation=fn)
+    assert net.sde().net is net
+
+
+def test_form_b_refuses_callables_that_autodiff_cannot_differentiate():
+    with pytest.raises(ValueError, match="cannot be differentiated"):
+        dl.ResNet(width=3, depth=4, form="B", activation=np.tanh)
+
+
+def test_sde_refuses_a_network_with_no_diffusion_limit():
+    import equinox as eqx
+
+    net = dl.ResNet(width=3, depth=4, form="B", activation="tanh")
+    relu_b = eqx.tree_at(lambda n: n.activation, net, dl.get_activation("relu"))  # no checks
+    for build in (relu_b.sde, lambda: dl.sample_sde(relu_b, jnp.ones((1, 3)),
+                                                    jax.random.key(0), samples=2, steps=2)):
+        with pytest.raises(ValueError, match="form B needs an activation that is C\\^2"):
+            build()
+    with pytest.raises(ValueError, match="no diffusion limit"):
+        dl.ResNet(width=3, depth=4, scaling="iid").sde()
+
+
+# --------------------------------------------------------------------------------------
 # replace
 # --------------------------------------------------------------------------------------
 def test_replace_revalidates_and_copies():

@@ -20,6 +20,7 @@ The step ``dt`` used for the parameters is ``net.param_dt``: ``T / L`` when shri
 from __future__ import annotations
 
 import abc
+import functools
 from typing import TYPE_CHECKING
 
 import equinox as eqx
@@ -29,10 +30,81 @@ import jax.numpy as jnp
 from deeplimits._core.linalg import psd_sqrt
 from deeplimits._core.registry import Registry
 
-__all__ = ["Block", "FormA", "FormB", "FormC", "LayerParams", "get_block"]
+__all__ = ["Block", "FormA", "FormB", "FormC", "LayerParams", "get_block",
+           "check_shallow_activation"]
 
 if TYPE_CHECKING:
+    from deeplimits.spec.activations import Activation
     from deeplimits.spec.networks import ResNet
+
+# Scales of the difference quotients that look for a kink at 0 (see _kink_at_zero).
+_KINK_SCALES = (1e-3, 1e-4)
+
+
+@functools.lru_cache(maxsize=256)
+def _kink_at_zero(fn) -> tuple[float, float] | None:
+    """``None`` if ``fn`` looks C^2 at 0, else the spreads of its quotients at the two scales.
+
+    At each scale ``h`` three quotients of phi' (by autodiff, in float64) estimate
+    ``phi''(0)``: the centred ``(phi'(h) - phi'(-h)) / 2h`` and the one-sided
+    ``(phi'(2h) - phi'(h)) / h`` and ``(phi'(-h) - phi'(-2h)) / h``. If phi is C^3 near 0
+    they differ by ``O(h)`` (times the third derivative), so their spread falls tenfold from
+    ``h = 1e-3`` to ``1e-4``. A jump of phi' at 0 (ReLU, |x|, leaky ReLU) makes the centred
+    quotient grow like 1/h, and a jump of phi'' (ELU) keeps the one-sided ones apart: the
+    spread does not fall. Spreads below ``1e-6 (1 + |quotients|)`` (far above the float64
+    rounding of ``phi' / h``) count as zero.
+    """
+    d = jax.grad(fn)
+    spreads, size = [], 0.0
+    with jax.ensure_compile_time_eval():
+        for h in _KINK_SCALES:
+            h = jnp.float64(h)
+            q = [float((d(h) - d(-h)) / (2 * h)), float((d(2 * h) - d(h)) / h),
+                 float((d(-h) - d(-2 * h)) / h)]
+            spreads.append(max(q) - min(q))
+            size = max(size, *(abs(v) for v in q))
+    coarse, fine = spreads
+    finite = all(v == v and abs(v) != float("inf") for v in (*spreads, size))
+    if finite and (fine <= 1e-6 * (1 + size) or fine < 0.5 * coarse):
+        return None
+    return coarse, fine
+
+
+def check_shallow_activation(act: Activation, form: str = "B") -> None:
+    """Raise ``ValueError`` unless ``act`` suits a shallow block (form B, dense or conv):
+    phi(0) = 0 and phi C^2 at 0 (``forward.md`` §3-4).
+
+    Named activations state their smoothness (``Activation.smooth``); for every other one
+    (callables, user ``Activation`` objects) a kink at 0 is also looked for numerically, so
+    ``lambda x: jnp.maximum(x, 0)`` is refused like ``"relu"``.
+    """
+    why = ("its O(sqrt(dt)) mean increment accumulates to O(sqrt(L)), so the network has no "
+           "diffusion limit; use form A or C, or an activation that is smooth at 0 (tanh, "
+           "erf, gelu, swish, sin, softplus_shifted)")
+    if not act.smooth:
+        raise ValueError(f"form {form} needs an activation that is C^2 at 0; {act.name!r} is "
+                         f"not: {why}")
+    try:
+        try:
+            kink = _kink_at_zero(act.fn)
+        except TypeError as exc:
+            if "unhashable" not in str(exc):
+                raise
+            kink = _kink_at_zero.__wrapped__(act.fn)
+    except Exception as exc:  # noqa: BLE001 - any failure of autodiff means the same here
+        raise ValueError(f"form {form} needs phi'(0) and phi''(0) by JAX autodiff, and "
+                         f"activation {act.name!r} cannot be differentiated: {exc}") from None
+    if kink is not None:
+        raise ValueError(
+            f"form {form} needs an activation that is C^2 at 0, and {act.name!r} has a kink "
+            f"there: difference quotients of phi' at 0 do not converge (their spread is "
+            f"{kink[0]:.3g} at h = {_KINK_SCALES[0]:g} and {kink[1]:.3g} at h = "
+            f"{_KINK_SCALES[1]:g}, where a C^2 function's falls tenfold): {why}")
+    if abs(act.phi0) > 1e-12:
+        raise ValueError(
+            f"form {form} needs phi(0) = 0, but {act.name!r} has phi(0) = {act.phi0:.6g} "
+            "(an O(1) mean increment in every layer diverges)"
+        )
 
 
 class LayerParams(eqx.Module):
@@ -190,17 +262,7 @@ class FormB(_AffineNoise):
     name = "B"
 
     def check(self, net):
-        act = net.activation
-        if not act.smooth:
-            raise ValueError(
-                f"form B needs an activation that is C^2 at 0; {act.name!r} is not "
-                "(its O(sqrt(dt)) mean increment accumulates to O(sqrt(L)))"
-            )
-        if abs(act.phi0) > 1e-12:
-            raise ValueError(
-                f"form B needs phi(0) = 0, but {act.name!r} has phi(0) = {act.phi0:.6g} "
-                "(an O(1) mean increment in every layer diverges)"
-            )
+        check_shallow_activation(net.activation, self.name)
 
     def apply(self, net, p, X):
         return X + net.activation(p.b + X @ p.W.T)

@@ -52,6 +52,7 @@ from deeplimits._core.validation import as_int as _as_int
 from deeplimits._core.validation import is_positive_int as _positive_int
 from deeplimits._core.validation import require as _require
 from deeplimits.spec.activations import Activation, get_activation
+from deeplimits.spec.blocks import check_shallow_activation
 from deeplimits.spec.laws import ParameterLaw, get_law
 from deeplimits.spec.networks import DepthSteps
 
@@ -159,11 +160,7 @@ class ConvResNet(DepthSteps, eqx.Module):
         _require(math.isfinite(self.horizon) and self.horizon > 0,
                  f"horizon must be > 0, got {self.horizon!r}")
         if self.form == "B":
-            act = self.activation
-            _require(act.smooth, f"form B needs an activation that is C^2 at 0; "
-                     f"{act.name!r} is not (forward.md §4.3)")
-            _require(abs(act.phi0) <= 1e-12, f"form B needs phi(0) = 0, but {act.name!r} has "
-                     f"phi(0) = {act.phi0:.6g}")
+            check_shallow_activation(self.activation, "B")
 
     # -- geometry -----------------------------------------------------------------------
     @property

@@ -244,9 +244,17 @@ class ResNet(DepthSteps, eqx.Module):
 
     # -- limit --------------------------------------------------------------------------
     def sde(self):
-        """The limiting SDE of this network (see :class:`deeplimits.sde.ResNetSDE`)."""
+        """The limiting SDE of this network (see :class:`deeplimits.sde.ResNetSDE`).
+
+        Raises:
+            ValueError: if the network has no diffusion limit: the i.i.d. baseline, or a
+                form whose conditions fail (form B with an activation that is not C^2 at 0
+                or has phi(0) != 0). The form is checked again here, so a network whose
+                fields were swapped after construction (``eqx.tree_at``) is refused too.
+        """
         from deeplimits.spec.sde import ResNetSDE
 
+        self.block.check(self)
         return ResNetSDE(self)
 
 
