@@ -18,7 +18,9 @@ from deeplimits.spec.trainable import (
     FCResNet,
 )
 
-__all__ = ["train_sweep", "load_sweep", "cell_path", "model_from_cell", "sweep_weights"]
+__all__ = ["train_sweep", "load_sweep", "cell_path", "model_from_cell", "sweep_weights",
+           "sweep_branch_scale"]
+
 
 def cell_path(out_dir: str | Path, depth: int, seed: int) -> Path:
     return Path(out_dir) / "cells" / f"L{int(depth):05d}_s{int(seed):03d}.nc"
@@ -122,3 +124,18 @@ def sweep_weights(cells: dict[tuple[int, int], xr.Dataset], *, effective: bool |
             A = np.full_like(A, np.nan)
         by_depth.setdefault(L, []).append(A)
     return {L: np.stack(v) for L, v in by_depth.items()}
+
+
+def sweep_branch_scale(cells: dict[tuple[int, int], xr.Dataset], *, initial: bool = False
+                       ) -> dict[int, np.ndarray] | None:
+    """``{L: (n_seeds,)}`` the shared ``|delta|`` of each cell (in the order of
+    :func:`sweep_weights`), for ``analyze_weights(branch_scale=...)``; ``None`` unless every
+    cell has a shared (0-d) delta. Failed cells get 1 (their stacks are NaN and skipped)."""
+    sfx = "_init" if initial else ""
+    by_depth: dict[int, list] = {}
+    for (L, _), ds in sorted(cells.items()):
+        if f"delta{sfx}" not in ds or ds[f"delta{sfx}"].ndim != 0:
+            return None
+        d = abs(float(ds[f"delta{sfx}"].values))
+        by_depth.setdefault(L, []).append(d if d > 0 and np.isfinite(d) else 1.0)
+    return {L: np.asarray(v) for L, v in by_depth.items()}

@@ -26,6 +26,7 @@ import numpy as np
 import xarray as xr
 
 from deeplimits.analysis.weight_scaling import (
+    DERIVED,
     STATISTICS,
     SlopeFit,
     analyze_weights,
@@ -34,7 +35,7 @@ from deeplimits.analysis.weight_scaling import (
 from deeplimits.data.scaling import depth_grid, digits_embedding
 from deeplimits.experiments.claims._base import Claim, Verdict, pick, register, with_verdict
 from deeplimits.experiments.figures import depth_ticks, figure, loglog_fit
-from deeplimits.experiments.scaling import sweep_weights
+from deeplimits.experiments.scaling import sweep_branch_scale, sweep_weights
 from deeplimits.simulation.training import (
     TrainConfig,
     cell_losses,
@@ -122,42 +123,82 @@ register(Claim("T2-estimators", "MaxNorm, Increment, RootSSQ and DetrendedCumSum
                _t2_compute, _t2_plot))
 
 
-_REGIME_CASES = (("smooth", 0.2, "smooth-ode"), ("smooth", 0.0, "smooth-ode"),
-                 ("iid", 0.5, "diffusive-sde"), ("iid", 0.0, "neither"),
-                 ("iid", 1.0, "neither"))
+# (case, kind, beta, hurst, alpha of a shared delta = L^-alpha or None, expected verdict)
+REGIME_CASES = (
+    ("smooth, delta = L^-0.8", "smooth", 0.2, 0.5, 0.8, "smooth-ode"),
+    ("smooth, delta = 1/L", "smooth", 0.0, 0.5, 1.0, "smooth-ode"),
+    ("smooth beta=1.5, delta = 1", "smooth", 1.5, 0.5, None, "neither"),
+    ("smooth beta=0.2, delta = 1", "smooth", 0.2, 0.5, None, "neither"),
+    ("Brownian increments", "iid", 0.5, 0.5, None, "diffusive-sde"),
+    ("iid beta=0", "iid", 0.0, 0.5, None, "neither"),
+    ("iid beta=1", "iid", 1.0, 0.5, None, "neither"),
+    ("trend L^-1 + noise L^-1/2", "trend+noise", 0.5, 0.5, None, "diffusive-sde"),
+    ("fGn H=0.15", "fgn", 0.5, 0.15, None, "neither"),
+    ("fGn H=0.3", "fgn", 0.5, 0.3, None, "neither"),
+    ("fGn H=0.7", "fgn", 0.5, 0.7, None, "neither"),
+    ("a few large layers", "spikes", 0.5, 0.5, None, "neither"),
+    ("heavy tails (t, 1.5 dof)", "heavy", 2 / 3, 0.5, None, "neither"),
+    ("mixed scales L^-1/4, L^-3/4", "mixed", 0.5, 0.5, None, "neither"),
+)
+
+
+def regime_cases(scale: str, seed: int, cases=REGIME_CASES):
+    """``[(case, expected, ScalingAnalysis)]`` for synthetic sequences of known regime."""
+    depths = pick(scale, [10, 16, 25, 40, 63, 100, 160, 250, 400, 630, 1000, 1600],
+                  [L for L in depth_grid(2001) if L >= 10])
+    n_seeds = pick(scale, 8, 20)
+    out = []
+    for i, (case, kind, beta, hurst, alpha, expected) in enumerate(cases):
+        w = synthetic_weights(seed * 100 + 50 + i, depths, kind, beta=beta, hurst=hurst,
+                              n_seeds=n_seeds)
+        scale_ = None if alpha is None else {L: np.full(n_seeds, float(L) ** -alpha)
+                                            for L in depths}
+        out.append((case, expected, analyze_weights(w, n_boot=pick(scale, 300, 2000), seed=seed,
+                                                    branch_scale=scale_)))
+    return out, depths, n_seeds
 
 
 def _regimes_compute(scale: str, seed: int) -> xr.Dataset:
-    depths = pick(scale, [10, 30, 100, 300, 1000], [L for L in depth_grid(2001) if L >= 10])
-    n_seeds = pick(scale, 5, 20)
-    got, incs = [], []
-    for i, (kind, beta, _) in enumerate(_REGIME_CASES):
-        a = analyze_weights(synthetic_weights(seed * 100 + 50 + i, depths, kind, beta=beta,
-                                              n_seeds=n_seeds),
-                            n_boot=pick(scale, 300, 2000), seed=seed)
-        got.append(a.regime.regime)
-        incs.append(a.slopes["Increment"].slope)
-    expected = [c[2] for c in _REGIME_CASES]
+    results, depths, n_seeds = regime_cases(scale, seed)
+    got = [a.regime.regime for _, _, a in results]
+    expected = [e for _, e, _ in results]
+    stat = lambda name, v: [getattr(a.slopes[name], v) if name in a.slopes else np.nan
+                            for _, _, a in results]
     correct = sum(g == e for g, e in zip(got, expected, strict=True))
-    ds = xr.Dataset({"increment_slope": ("case", incs), "verdict": ("case", got),
-                     "expected": ("case", expected)},
-                    coords={"case": [f"{k} beta={b}" for k, b, _ in _REGIME_CASES]})
+    data = {"verdict": ("case", got), "expected": ("case", expected),
+            "reason": ("case", [a.regime.reason for _, _, a in results])}
+    for name in DERIVED:
+        for v in ("slope", "lo", "hi"):
+            data[f"{name}_{v}"] = ("case", stat(name, v))
+    ds = xr.Dataset(data, coords={"case": [c for c, _, _ in results]})
+    bands = results[0][2].bands
+    ds.attrs["bands"] = json.dumps({k: [b.lo, b.hi, b.derivation] for k, b in bands.items()})
+    wrong = [f"{c}: {g} (expected {e})" for c, g, e in zip(ds.case.values, got, expected,
+                                                           strict=True) if g != e]
     return with_verdict(ds, Verdict(
         statistic="correct regime verdicts",
-        tolerance=f"all {len(expected)} correct ({len(depths)} depths x {n_seeds} seeds)",
+        tolerance=(f"all {len(expected)} correct ({len(depths)} depths {depths[0]}-"
+                   f"{depths[-1]} x {n_seeds} seeds; a property holds when its 95% interval "
+                   f"lies inside its band, e.g. Hurst in [{bands['brownian'].lo:.2f}, "
+                   f"{bands['brownian'].hi:.2f}])"),
         measured=float(correct), passed=correct == len(expected),
-        details="; ".join(f"{c}: {g}" for c, g in zip(ds.case.values, got, strict=True))))
+        details="all correct" if not wrong else "; ".join(wrong)))
 
 
 def _regimes_plot(ds: xr.Dataset):
-    fig, (ax,) = figure(1, width=6.0)
+    fig, axes = figure(len(DERIVED), width=3.2, height=4.2)
     x = np.arange(ds.sizes["case"])
-    ax.bar(x, ds.increment_slope)
-    ax.axhline(-0.5, color="k", ls="--", lw=0.8, label="smooth / rough threshold")
-    ax.set_xticks(x, [f"{c}\n-> {v}" for c, v in zip(ds.case.values, ds.verdict.values,
-                                                     strict=True)], fontsize=7)
-    ax.set_ylabel("Increment slope (gamma = beta-hat)")
-    ax.legend(fontsize=7)
+    bands = json.loads(ds.attrs["bands"])
+    band_of = {"Peak": ("one-size",), "Roughness": ("smooth", "rough"),
+               "Hurst": ("brownian",), "BranchSize": ("branch-1", "branch-1/2")}
+    for ax, name in zip(axes, DERIVED, strict=True):
+        s = ds[f"{name}_slope"]
+        ax.errorbar(x, s, yerr=[s - ds[f"{name}_lo"], ds[f"{name}_hi"] - s], fmt="o", ms=3)
+        for key in band_of[name]:
+            ax.axhspan(bands[key][0], bands[key][1], color="g", alpha=0.15)
+        ax.set_xticks(x, [f"{c} -> {v}" for c, v in zip(ds.case.values, ds.verdict.values,
+                                                       strict=True)], fontsize=5, rotation=80)
+        ax.set_title(f"{name} slope (bands shaded)", fontsize=8)
     return fig
 
 
@@ -202,9 +243,11 @@ def _trained_sweep(activation: str, delta: str, dataset: str, expected: str):
         out = train_grid(config, depths, seeds, data, bucket_ratio=pick(scale, math.inf, 2.0))
         cells = {(int(ds.attrs["depth"]), int(ds.attrs["seed"])): ds for ds in out}
         analysis = analyze_weights(sweep_weights(cells), seed=seed,
-                                   n_boot=pick(scale, 500, 2000), level=LEVEL)
+                                   n_boot=pick(scale, 500, 2000), level=LEVEL,
+                                   branch_scale=sweep_branch_scale(cells))
         initial = analyze_weights(sweep_weights(cells, initial=True), seed=seed,
-                                  n_boot=pick(scale, 500, 2000), level=LEVEL)
+                                  n_boot=pick(scale, 500, 2000), level=LEVEL,
+                                  branch_scale=sweep_branch_scale(cells, initial=True))
         ratio = _denoised(config, cells, analysis, data, depths, scale)
         loss = np.array([[cells[(L, s)].attrs["train_loss"] for s in seeds] for L in depths])
         status = [cells[(L, s)].attrs["status"] for L in depths for s in seeds]
