@@ -3,9 +3,12 @@
 
 * ``train``: one file per (depth, seed) cell in ``OUT/cells``, a ``manifest.json``; a rerun
   skips finished cells; a cell whose loss turns non-finite is reported and the others go on.
-* ``analyze``: a folder written by ``train``, or ``.npy`` weight stacks from any code (one
+* ``analyze``: a folder written by ``train``, ``.npy`` weight stacks from any code (one
   stack (L, ...) per file, or (seeds, L, ...) with ``--seeds-first``; files of equal depth
-  are pooled as seeds): prints the slopes with intervals and the regime verdict.
+  are pooled as seeds), or checkpoints of networks trained elsewhere (``.npz``,
+  ``.safetensors``, PyTorch ``.pt``/``.pth``/``.bin`` state dicts; one network per file) with
+  ``--pattern 'layers.{k}.mlp.fc1.weight'``: prints the slopes with intervals and the regime
+  verdict (degenerate statistics are reported, never a traceback).
 """
 
 from __future__ import annotations
@@ -142,7 +145,11 @@ def _load_npy_stacks(paths: list[Path], seeds_first: bool) -> dict[int, np.ndarr
 
 @app.command()
 def analyze(
-    paths: Annotated[list[Path], typer.Argument(help="A train folder, or .npy stacks/folders.")],
+    paths: Annotated[list[Path], typer.Argument(
+        help="A train folder, .npy stacks/folders, or checkpoints with --pattern.")],
+    pattern: Annotated[str | None, typer.Option(
+        help="Tensor names in .npz/.safetensors/.pt checkpoints, {k} = layer index, e.g. "
+             "'layers.{k}.mlp.fc1.weight'; one network per file.")] = None,
     gamma: Annotated[float | None, typer.Option(help="Increment exponent (default beta-hat).")
                      ] = None,
     effective: Annotated[bool | None, typer.Option(
@@ -151,6 +158,8 @@ def analyze(
     seeds_first: Annotated[bool, typer.Option(help=".npy stacks are (seeds, L, ...).")] = False,
     detrended_min_depth: Annotated[int, typer.Option(help="DetrendedCumSum depths >=.")] = 200,
     n_boot: Annotated[int, typer.Option(help="Bootstrap resamples.")] = 2000,
+    resolution: Annotated[float | None, typer.Option(
+        help="Band half-width (default log 2 / log(L_max/L_min)).")] = None,
     output: Annotated[Path | None, typer.Option(help="Save the statistics (.nc).")] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print a JSON summary.")] = False,
 ) -> None:
@@ -159,18 +168,25 @@ def analyze(
     from deeplimits.scaling import (
         analyze_weights,
         check_weight_stacks,
+        load_checkpoints,
         load_sweep,
+        sweep_branch_scale,
         sweep_weights,
     )
 
+    branch_scale = None
     try:
         if output is not None:
             check_output(output, ".nc")
         if n_boot < 1:
             raise ValueError(f"--n-boot must be >= 1, got {n_boot}")
-        if len(paths) == 1 and (paths[0] / "cells").is_dir():
+        if pattern is not None:
+            weights = load_checkpoints(paths, pattern)
+        elif len(paths) == 1 and (paths[0] / "cells").is_dir():
             cells = load_sweep(paths[0])
             weights = sweep_weights(cells, effective=effective, initial=initial)
+            if not effective:
+                branch_scale = sweep_branch_scale(cells, initial=initial)
             failed = sorted(f"L{L}_s{s}" for (L, s), ds in cells.items()
                             if ds.attrs["status"] == "failed")
             if failed:
@@ -178,21 +194,33 @@ def analyze(
         else:
             weights = _load_npy_stacks(paths, seeds_first)
         weights = check_weight_stacks(weights)
+        if branch_scale is not None and any(
+                json.loads(ds.attrs["config"])["activation"] == "relu" for ds in cells.values()):
+            branch_scale = None  # the effective weights already carry |delta|
+        result = analyze_weights(weights, gamma=gamma, detrended_min_depth=detrended_min_depth,
+                                 n_boot=n_boot, resolution=resolution,
+                                 branch_scale=branch_scale)
     except ValueError as e:
         raise fail(str(e)) from None
-    result = analyze_weights(weights, gamma=gamma, detrended_min_depth=detrended_min_depth,
-                             n_boot=n_boot)
+    regime = result.regime
     if output is not None:
         ds = result.values.copy()
-        ds.attrs.update(provenance({"paths": [str(p) for p in paths], "gamma": gamma}),
-                        regime=result.regime.regime, regime_reason=result.regime.reason)
+        ds.attrs.update(provenance({"paths": [str(p) for p in paths], "gamma": gamma,
+                                    "pattern": pattern}),
+                        regime=regime.regime, regime_reason=regime.reason,
+                        regime_limit=regime.limit)
         save_dataset(ds, output)
     if as_json:
         typer.echo(json.dumps({
-            "regime": result.regime.regime, "beta": result.regime.beta,
-            "reason": result.regime.reason,
+            "regime": regime.regime, "limit": regime.limit, "beta": regime.beta,
+            "alpha_plus_beta": regime.branch_exponent, "hurst": regime.hurst,
+            "reason": regime.reason, "degenerate": result.degenerate,
+            "deciding": [dict(zip(("test", "slope", "lo", "hi", "band_lo", "band_hi",
+                                   "outcome"), row, strict=True)) for row in regime.deciding],
+            "bands": {k: {"lo": b.lo, "hi": b.hi, "derivation": b.derivation}
+                      for k, b in result.bands.items()},
             "slopes": {k: {"slope": f.slope, "lo": f.lo, "hi": f.hi, "rounded": f.rounded}
-                       for k, f in result.slopes.items()}}, indent=1))
+                       for k, f in result.slopes.items()}}, indent=1, default=float))
         return
     typer.echo(result.table())
-    typer.echo(str(result.regime))
+    typer.echo(str(regime))

@@ -9,6 +9,8 @@ r"""Data for the trained-weight studies (``trained_scaling.md`` §3, §4).
   (5, 2), (3, 2) to 28x28 MNIST arrays a user supplies (28 -> 12 -> 5), the original one.
 * :func:`load_npy_data`: any user (X, Y) arrays from ``.npy`` files.
 * :func:`depth_grid`: the unique values of ``floor(1.2^k)`` in ``[min_depth, max_depth)``.
+* :func:`load_checkpoints`: weight stacks of networks trained elsewhere (``.npz``,
+  ``.safetensors``, PyTorch state dicts) with a name pattern naming the layer index.
 """
 
 from __future__ import annotations
@@ -23,7 +25,8 @@ import numpy as np
 __all__ = [
     "ScalingData", "synthetic_ode_data", "random_conv_embedding", "one_hot_targets",
     "digits_embedding", "mnist_embedding", "load_npy_data", "depth_grid", "DIGITS_LAYERS",
-    "MNIST_LAYERS"
+    "MNIST_LAYERS", "CHECKPOINT_SUFFIXES", "read_checkpoint", "checkpoint_stack",
+    "load_checkpoints"
 ]
 
 DIGITS_LAYERS = ((3, 1), (2, 1))
@@ -195,3 +198,128 @@ def depth_grid(max_depth: int = 1000, *, min_depth: int = 3, base: float = 1.2) 
             out.add(L)
         k += 1
     return sorted(out)
+
+
+# -- weights of networks trained elsewhere ------------------------------------------------------
+
+CHECKPOINT_SUFFIXES = (".npz", ".safetensors", ".pt", ".pth", ".bin")
+
+
+def _optional(module: str, what: str):
+    import importlib
+
+    try:
+        return importlib.import_module(module)
+    except ImportError as e:
+        raise ValueError(f"reading {what} needs the optional package {module!r}: "
+                         f"pip install 'deeplimits[checkpoints]' (or pip install {module})"
+                         ) from e
+
+
+def read_checkpoint(path: str | Path) -> dict[str, np.ndarray]:
+    """``{name: array}`` of a checkpoint: ``.npz``, ``.safetensors`` (package ``safetensors``)
+    or a PyTorch state dict ``.pt`` / ``.pth`` / ``.bin`` (package ``torch``; loaded with
+    ``weights_only=True``; a dict holding a ``state_dict`` or ``model`` dict is unwrapped).
+    The optional packages are the ``checkpoints`` extra and imported only here."""
+    path = Path(path)
+    if not path.is_file():
+        raise ValueError(f"checkpoint {path} does not exist or is not a file")
+    suffix = path.suffix.lower()
+    if suffix not in CHECKPOINT_SUFFIXES:
+        raise ValueError(f"{path.name}: a checkpoint must end in one of {CHECKPOINT_SUFFIXES}")
+    if suffix == ".npz":
+        with np.load(path, allow_pickle=False) as f:
+            return {k: np.asarray(f[k]) for k in f.files}
+    if suffix == ".safetensors":
+        st = _optional("safetensors.numpy", "a .safetensors checkpoint")
+        try:
+            return dict(st.load_file(str(path)))
+        except Exception as e:  # bfloat16 tensors have no numpy dtype: retry through torch
+            if "bf16" not in str(e).lower() and "bfloat16" not in str(e).lower():
+                raise ValueError(f"{path.name}: not a readable safetensors file ({e})") from e
+            torch = _optional("torch", "a bfloat16 .safetensors checkpoint")
+            from safetensors.torch import load_file
+            return {k: v.to(torch.float32).numpy() for k, v in load_file(str(path)).items()}
+    torch = _optional("torch", "a PyTorch state dict")
+    try:
+        obj = torch.load(str(path), map_location="cpu", weights_only=True)
+    except Exception as e:
+        raise ValueError(f"{path.name}: not a readable PyTorch state dict ({e})") from e
+    for key in ("state_dict", "model"):
+        if isinstance(obj, dict) and isinstance(obj.get(key), dict):
+            obj = obj[key]
+    if not isinstance(obj, dict):
+        raise ValueError(f"{path.name}: expected a state dict (name -> tensor), got "
+                         f"{type(obj).__name__}")
+    return {str(k): v.detach().to(torch.float64).cpu().numpy() for k, v in obj.items()
+            if hasattr(v, "detach")}
+
+
+def _pattern_regex(pattern: str):
+    import re
+
+    if not isinstance(pattern, str) or pattern.count("{k}") != 1:
+        raise ValueError(f"--pattern must contain the layer index placeholder '{{k}}' exactly "
+                         f"once, e.g. 'layers.{{k}}.mlp.fc1.weight'; got {pattern!r}")
+    if "{" in pattern.replace("{k}", "") or "}" in pattern.replace("{k}", ""):
+        raise ValueError(f"--pattern may contain no braces other than '{{k}}', got {pattern!r}")
+    head, tail = pattern.split("{k}")
+    return re.compile(re.escape(head) + r"(\d+)" + re.escape(tail) + r"\Z")
+
+
+def checkpoint_stack(tensors: dict[str, np.ndarray], pattern: str, *, name: str = "checkpoint"
+                     ) -> np.ndarray:
+    """(L, ...) float64 stack of the tensors whose names match ``pattern`` (``{k}`` is the
+    layer index, which must run over 0..L-1 with none missing, every layer of one shape)."""
+    regex = _pattern_regex(pattern)
+    found = {}
+    for key, value in tensors.items():
+        m = regex.match(key)
+        if m:
+            found[int(m.group(1))] = np.asarray(value)
+    if not found:
+        sample = ", ".join(sorted(tensors)[:8]) + (", ..." if len(tensors) > 8 else "")
+        raise ValueError(f"{name}: no tensor matches --pattern {pattern!r}; names are "
+                         f"{sample or '(none)'}")
+    L = max(found) + 1
+    missing = sorted(set(range(L)) - set(found))
+    if missing:
+        raise ValueError(f"{name}: layers {missing} of 0..{L - 1} are missing for --pattern "
+                         f"{pattern!r}")
+    shapes = {k: found[k].shape for k in range(L)}
+    if len(set(shapes.values())) != 1:
+        by_shape: dict = {}
+        for k, sh in shapes.items():
+            by_shape.setdefault(sh, []).append(k)
+        raise ValueError(f"{name}: the layers matching {pattern!r} have ragged shapes "
+                         f"{ {sh: ks[:6] for sh, ks in by_shape.items()} } (shape: layers)")
+    if found[0].ndim < 1:
+        raise ValueError(f"{name}: the tensors matching {pattern!r} are scalars; the analysis "
+                         "needs at least one axis per layer")
+    return np.stack([found[k].astype(np.float64) for k in range(L)])
+
+
+def load_checkpoints(paths: Sequence[str | Path], pattern: str) -> dict[int, np.ndarray]:
+    """``{L: (n_networks, L, ...)}`` from checkpoint files (or folders of them), one network
+    per file, the layers named by ``pattern``; networks of equal depth are pooled as seeds.
+    The pattern is checked before any file is read."""
+    _pattern_regex(pattern)
+    files: list[Path] = []
+    for p in map(Path, paths):
+        if p.is_dir():
+            files += sorted(f for f in p.iterdir() if f.suffix.lower() in CHECKPOINT_SUFFIXES)
+        elif p.is_file():
+            files.append(p)
+        else:
+            raise ValueError(f"{p} is neither a folder nor an existing file")
+    if not files:
+        raise ValueError(f"no checkpoints ({', '.join(CHECKPOINT_SUFFIXES)}) found in "
+                         f"{[str(p) for p in paths]}")
+    by_depth: dict[int, list[tuple[Path, np.ndarray]]] = {}
+    for f in files:
+        stack = checkpoint_stack(read_checkpoint(f), pattern, name=f.name)
+        by_depth.setdefault(stack.shape[0], []).append((f, stack))
+    shapes = {(f.name, s.shape[1:]) for parts in by_depth.values() for f, s in parts}
+    if len({sh for _, sh in shapes}) != 1:
+        raise ValueError(f"the checkpoints' layers have different shapes: {sorted(shapes)}")
+    return {L: np.stack([s for _, s in parts]) for L, parts in sorted(by_depth.items())}

@@ -12,8 +12,11 @@ Typical use::
 """
 
 from deeplimits.analysis.weight_scaling import (
+    DERIVED,
     REGIMES,
     STATISTICS,
+    SYNTHETIC_KINDS,
+    Band,
     Regime,
     ScalingAnalysis,
     SlopeFit,
@@ -22,35 +25,44 @@ from deeplimits.analysis.weight_scaling import (
     classify_regime,
     conv_singular_values,
     cumsum_norm,
+    default_resolution,
     detrended_cumsum,
     fit_slope,
+    gaussian_max_slope,
     h1_norm,
     increment,
     layer_norms,
     max_norm,
     mean_sq,
+    partial_sum_rms,
     quadratic_variation,
+    regime_bands,
     root_ssq,
     sequence_statistics,
     spectral_max,
     synthetic_weights,
 )
 from deeplimits.data.scaling import (
+    CHECKPOINT_SUFFIXES,
     DIGITS_LAYERS,
     MNIST_LAYERS,
     ScalingData,
+    checkpoint_stack,
     depth_grid,
     digits_embedding,
+    load_checkpoints,
     load_npy_data,
     mnist_embedding,
     one_hot_targets,
     random_conv_embedding,
+    read_checkpoint,
     synthetic_ode_data,
 )
 from deeplimits.experiments.scaling import (
     cell_path,
     load_sweep,
     model_from_cell,
+    sweep_branch_scale,
     sweep_weights,
     train_sweep,
 )
@@ -96,7 +108,10 @@ __all__ = [
     "fgn_autocovariance", "init_fc_resnet", "init_marion", "rbf_increments", "trend_noise",
     "with_weights", "LOSSES", "OPTIMIZERS", "TrainConfig", "cell_path", "depth_buckets",
     "load_data", "load_sweep", "model_from_cell", "sweep_weights", "train_cells", "train_depth",
-    "train_grid", "train_marion", "train_sweep"
+    "train_grid", "train_marion", "train_sweep", "DERIVED", "SYNTHETIC_KINDS", "Band",
+    "default_resolution", "gaussian_max_slope", "partial_sum_rms", "regime_bands",
+    "sweep_branch_scale", "CHECKPOINT_SUFFIXES", "checkpoint_stack", "load_checkpoints",
+    "read_checkpoint"
 ]
 
 
