@@ -350,7 +350,7 @@ def regime_bands(depths: Sequence[int], resolution: float | None = None) -> dict
     band                slope interval                     meaning
     ==================  =================================  ===================================
     ``one-size``        Peak in [-r, b + r]                max / RMS layer: no layer dominates
-    ``smooth``          Roughness in [-1 - r, -1 + r]      increments O(1/L) x the layers' size
+    ``smooth``          Roughness <= -1 + r                increments O(1/L) x the layers' size
     ``rough``           Roughness in [-r, b + r]           increments of the layers' own size
     ``branch-1``        BranchSize in [-1 - r, -1 + r]     branch weights ~ L^-1 (alpha+beta=1)
     ``branch-1/2``      BranchSize in [-1/2 - r, -1/2 + r]  ~ L^-1/2: QV of the partial sums O(1)
@@ -371,7 +371,8 @@ def regime_bands(depths: Sequence[int], resolution: float | None = None) -> dict
                     f"{stat} slope {target:+g} {why}+- r; {res}" + (f"; {ev}" if above else ""))
 
     return {"one-size": band("Peak", 0.0, above=b, why="(+ b) "),
-            "smooth": band("Roughness", -1.0),
+            # one-sided: increments o(1/L) (slope below -1) are smoother still
+            "smooth": dataclasses.replace(band("Roughness", -1.0), lo=-math.inf),
             "rough": band("Roughness", 0.0, above=b, why="(+ b) "),
             "branch-1": band("BranchSize", -1.0),
             "branch-1/2": band("BranchSize", -0.5),

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from pathlib import Path
 
 import jax.numpy as jnp
@@ -102,13 +102,14 @@ def model_from_cell(ds: xr.Dataset, *, initial: bool = False) -> FCResNet:
 
 
 def sweep_weights(cells: dict[tuple[int, int], xr.Dataset], *, effective: bool | None = None,
-                  initial: bool = False, include_failed: bool = False
-                  ) -> dict[int, np.ndarray]:
+                  initial: bool = False, include_failed: bool = False,
+                  statuses: Collection[str] | None = None) -> dict[int, np.ndarray]:
     """``{L: (n_seeds, L, d, d)}`` weight stacks of a sweep for :func:`analyze_weights`.
 
     ``effective`` (default: ReLU or per-layer delta, as §5 prescribes) multiplies ``A_k`` by
     ``|delta_k|``. Failed cells become NaN stacks (skipped by the analysis) unless
-    ``include_failed``.
+    ``include_failed``; with ``statuses`` (e.g. ``("converged", "plateau")``: cells that
+    reached a stopping rule), every cell whose status is not listed becomes NaN too.
     """
     by_depth: dict[int, list] = {}
     for (L, _), ds in sorted(cells.items()):
@@ -120,7 +121,8 @@ def sweep_weights(cells: dict[tuple[int, int], xr.Dataset], *, effective: bool |
         if eff and f"delta{sfx}" in ds:
             d = np.abs(np.asarray(ds[f"delta{sfx}"].values, np.float64))
             A = A * (d[:, None, None] if d.ndim else d)
-        if ds.attrs["status"] == "failed" and not include_failed:
+        if (ds.attrs["status"] == "failed" and not include_failed) or (
+                statuses is not None and ds.attrs["status"] not in statuses):
             A = np.full_like(A, np.nan)
         by_depth.setdefault(L, []).append(A)
     return {L: np.stack(v) for L, v in by_depth.items()}
