@@ -526,8 +526,8 @@ def classify_regime(slopes: Mapping[str, SlopeFit], bands: Mapping[str, Band], *
         f = slopes["BranchSize"]
         if size == "out":
             why.append(f"branch size L^-{branch:.2f}: the quadratic variation of the partial "
-                       + ("sums vanishes (the noise disappears)" if f.hi < -0.5 else
-                          "sums diverges"))
+                       + ("sums vanishes (the noise disappears; any limit is that of the "
+                          "trend, not tested here)" if f.hi < -0.5 else "sums diverges"))
         if brown == "out":
             why.append(f"the partial sums have Hurst {hurst:.2f}, not 1/2: they scale like "
                        f"L^({hurst:.2f} - 1/2) relative to Brownian, "

@@ -34,7 +34,17 @@ from deeplimits.analysis.weight_scaling import (
     synthetic_weights,
 )
 from deeplimits.data.scaling import depth_grid, digits_embedding
-from deeplimits.experiments.claims._base import Claim, Verdict, pick, register, with_verdict
+from deeplimits.experiments.claims._base import (
+    Claim,
+    Control,
+    Detectable,
+    Verdict,
+    detectable_shift,
+    judge,
+    pick,
+    register,
+    with_verdict,
+)
 from deeplimits.experiments.figures import depth_ticks, figure, loglog_fit
 from deeplimits.experiments.scaling import sweep_branch_scale, sweep_weights
 from deeplimits.simulation.training import (
@@ -72,6 +82,10 @@ _T2_CASES = (
 )
 
 
+T2_CONTROL = Control("beta + 0.1", "the same slopes against the predictions for an exponent "
+                     "beta larger by 0.1 (MaxNorm, RootSSQ, DetrendedCumSum targets -0.1)")
+
+
 def _t2_compute(scale: str, seed: int) -> xr.Dataset:
     depths = pick(scale, [10, 25, 60, 150, 300, 600, 1200, 2000],
                   [L for L in depth_grid(2001) if L >= 10])
@@ -84,24 +98,31 @@ def _t2_compute(scale: str, seed: int) -> xr.Dataset:
         for stat, target, tol in checks:
             f = a.slopes[stat]
             rows.append((f"{kind} beta={beta} H={hurst}", stat, target, tol, f.slope, f.lo, f.hi))
-    err = np.array([abs(r[4] - r[2]) / r[3] for r in rows])
-    worst = int(np.argmax(err))
-    passed = bool(np.all(err <= 1.0))
-    bad = [f"{r[0]} {r[1]}: {r[4]:+.3f} vs {r[2]:+.2f}" for r, e in zip(rows, err, strict=True)
-           if e > 1]
     ds = xr.Dataset(
         {"target": ("check", [r[2] for r in rows]), "tolerance": ("check", [r[3] for r in rows]),
          "slope": ("check", [r[4] for r in rows]), "lo": ("check", [r[5] for r in rows]),
          "hi": ("check", [r[6] for r in rows])},
         coords={"case": ("check", [r[0] for r in rows]),
                 "statistic": ("check", [r[1] for r in rows])})
-    return with_verdict(ds, Verdict(
-        statistic="max over checks of |slope - predicted| / tolerance",
-        tolerance=(f"<= 1 for every check ({len(depths)} depths {depths[0]}-{depths[-1]} x "
-                   f"{n_seeds} seeds; tolerances of trained_scaling.md: 0.05 for MaxNorm, "
-                   "Increment, RootSSQ; 0.15 |Increment| for i.i.d.; 0.1 DetrendedCumSum)"),
-        measured=float(err[worst]), passed=passed,
-        details="all within tolerance" if passed else "; ".join(bad)))
+    tolerance = (f"<= 1 for every check ({len(depths)} depths {depths[0]}-{depths[-1]} x "
+                 f"{n_seeds} seeds; tolerances of trained_scaling.md: 0.05 for MaxNorm, "
+                 "Increment, RootSSQ; 0.15 |Increment| for i.i.d.; 0.1 DetrendedCumSum)")
+
+    def decide(targets) -> Verdict:
+        err = np.array([abs(r[4] - t) / r[3] for r, t in zip(rows, targets, strict=True)])
+        bad = [f"{r[0]} {r[1]}: {r[4]:+.3f} vs {t:+.2f}"
+               for r, t, e in zip(rows, targets, err, strict=True) if e > 1]
+        return Verdict("max over checks of |slope - predicted| / tolerance", tolerance,
+                       float(err.max()), bool(np.all(err <= 1.0)),
+                       "all within tolerance" if not bad else "; ".join(bad))
+
+    # the twin: the predictions of an exponent beta off by +0.1 (every slope that depends on
+    # beta moves by -0.1; the Increment slope at gamma = beta does not)
+    twin = [r[2] - (0.1 if r[1] != "Increment" else 0.0) for r in rows]
+    se = max((r[6] - r[5]) / (2 * 1.96) for r in rows)
+    det = Detectable(detectable_shift(se, margin=max(r[3] for r in rows)),
+                     "error in a scaling exponent", relative=False)
+    return with_verdict(ds, judge(decide, [r[2] for r in rows], twin, det))
 
 
 def _t2_plot(ds: xr.Dataset):
@@ -121,7 +142,7 @@ def _t2_plot(ds: xr.Dataset):
 register(Claim("T2-estimators", "MaxNorm, Increment, RootSSQ and DetrendedCumSum recover the "
                "known exponents of smooth, i.i.d. and fractional synthetic weight sequences",
                "trained_scaling.md §5-6 [reconstructed, code]; slopes [derived]",
-               _t2_compute, _t2_plot))
+               _t2_compute, _t2_plot, control=T2_CONTROL))
 
 
 # (case, kind, beta, hurst, alpha of a shared delta = L^-alpha or None, expected verdict)
@@ -159,13 +180,17 @@ def regime_cases(scale: str, seed: int, cases=REGIME_CASES):
     return out, depths, n_seeds
 
 
+REGIMES_CONTROL = Control("fGn as Brownian", "the same verdicts against the labels of a rule "
+                          "that checks size and roughness only, which calls fractional noise "
+                          "at beta = 1/2 diffusive for every Hurst index")
+
+
 def _regimes_compute(scale: str, seed: int) -> xr.Dataset:
     results, depths, n_seeds = regime_cases(scale, seed)
     got = [a.regime.regime for _, _, a in results]
     expected = [e for _, e, _ in results]
     stat = lambda name, v: [getattr(a.slopes[name], v) if name in a.slopes else np.nan
                             for _, _, a in results]
-    correct = sum(g == e for g, e in zip(got, expected, strict=True))
     data = {"verdict": ("case", got), "expected": ("case", expected),
             "reason": ("case", [a.regime.reason for _, _, a in results])}
     for name in DERIVED:
@@ -174,16 +199,26 @@ def _regimes_compute(scale: str, seed: int) -> xr.Dataset:
     ds = xr.Dataset(data, coords={"case": [c for c, _, _ in results]})
     bands = results[0][2].bands
     ds.attrs["bands"] = json.dumps({k: [b.lo, b.hi, b.derivation] for k, b in bands.items()})
-    wrong = [f"{c}: {g} (expected {e})" for c, g, e in zip(ds.case.values, got, expected,
-                                                           strict=True) if g != e]
-    return with_verdict(ds, Verdict(
-        statistic="correct regime verdicts",
-        tolerance=(f"all {len(expected)} correct ({len(depths)} depths {depths[0]}-"
-                   f"{depths[-1]} x {n_seeds} seeds; a property holds when its 95% interval "
-                   f"lies inside its band, e.g. Hurst in [{bands['brownian'].lo:.2f}, "
-                   f"{bands['brownian'].hi:.2f}])"),
-        measured=float(correct), passed=correct == len(expected),
-        details="all correct" if not wrong else "; ".join(wrong)))
+    tolerance = (f"all {len(expected)} correct ({len(depths)} depths {depths[0]}-{depths[-1]} x "
+                 f"{n_seeds} seeds; a property holds when its 95% interval lies inside its "
+                 f"band, e.g. Hurst in [{bands['brownian'].lo:.2f}, {bands['brownian'].hi:.2f}])")
+
+    def decide(labels) -> Verdict:
+        wrong = [f"{c}: {g} (expected {e})" for c, g, e in zip(ds.case.values, got, labels,
+                                                               strict=True) if g != e]
+        n = len(labels) - len(wrong)
+        return Verdict("correct regime verdicts", tolerance, float(n), not wrong,
+                       "all correct" if not wrong else "; ".join(wrong))
+
+    # the twin: the labels of a rule that ignores the partial sums (size and roughness
+    # only): fractional noise at beta = 1/2 would be diffusive whatever its Hurst index
+    twin = ["diffusive-sde" if c.startswith("fGn") else e
+            for c, e in zip(ds.case.values, expected, strict=True)]
+    half = [(a.slopes["Hurst"].hi - a.slopes["Hurst"].lo) / 2 for _, _, a in results
+            if "Hurst" in a.slopes]
+    det = Detectable(bands["brownian"].hi - 0.5 + float(np.median(half)),
+                     "departure of the partial sums' Hurst index from 1/2", relative=False)
+    return with_verdict(ds, judge(decide, expected, twin, det))
 
 
 def _regimes_plot(ds: xr.Dataset):
@@ -205,7 +240,8 @@ def _regimes_plot(ds: xr.Dataset):
 
 register(Claim("T2-regimes", "The regime verdict (smooth ODE / diffusive SDE / neither) is "
                "right on synthetic sequences of each type",
-               "trained_scaling.md §6 [derived]", _regimes_compute, _regimes_plot))
+               "trained_scaling.md §6 [derived]", _regimes_compute, _regimes_plot,
+               control=REGIMES_CONTROL))
 
 
 def _denoised(config, cells, beta, data, depths, scale):
@@ -244,8 +280,34 @@ ANALYSED = ("converged", "plateau")
 
 _FITTED = STATISTICS + DERIVED
 
+T1_SHUFFLED = Control("layers shuffled", "the same trained weights with the layers of every "
+                      "cell permuted: sizes kept, smoothness in k/L destroyed, so the "
+                      "smooth-ode verdict must be lost")
+T1_SHORT = Control("3 depths", "the same trained weights at the 3 smallest depths only: a depth "
+                   "range too short for the bands to separate, so no verdict may be decided")
 
-def _run_protocol(activation, delta, dataset, optimizer, lr, depths, seeds, scale, seed):
+
+def _twin_analysis(cells, twin: str, seed: int, kw: dict):
+    """The regime of the negative control of a T1 study, from the same trained cells:
+    ``shuffled`` permutes the layers of every analysed cell (sizes kept, smoothness in k/L
+    destroyed); ``short`` keeps the 3 smallest analysed depths only (a depth range too short
+    to decide)."""
+    w = sweep_weights(cells, statuses=ANALYSED)
+    scale = sweep_branch_scale(cells)
+    if twin == "shuffled":
+        rng = np.random.default_rng(seed)
+        w = {L: np.stack([v[rng.permutation(L)] for v in stack]) for L, stack in w.items()}
+    else:
+        keep = [L for L, stack in sorted(w.items()) if np.isfinite(stack).any()][:3]
+        w = {L: w[L] for L in keep}
+        scale = None if scale is None else {L: scale[L] for L in keep}
+    try:
+        return analyze_weights(w, branch_scale=scale, **kw).regime
+    except ValueError:
+        return None
+
+
+def _run_protocol(activation, delta, dataset, optimizer, lr, depths, seeds, scale, seed, twin):
     """Train one protocol to its stopping rules and analyse the cells that reached one."""
     config = TrainConfig(activation=activation, delta=delta, data=dataset, optimizer=optimizer,
                          learning_rate=lr, max_epochs=pick(scale, 100, 400))
@@ -262,6 +324,7 @@ def _run_protocol(activation, delta, dataset, optimizer, lr, depths, seeds, scal
     except ValueError as e:  # fewer than 3 depths stopped by a rule
         res["why"] = f"not analysed: {e}"
         return res
+    res["twin"] = _twin_analysis(cells, twin, seed, kw)
     res["ratio"] = _denoised(config, cells, res["analysis"].regime.beta, data, depths, scale)
     if delta == "shared":
         d = np.array([[abs(float(cells[(L, s)].delta)) if cells[(L, s)].attrs["status"]
@@ -280,8 +343,9 @@ def _trained_sweep(activation: str, delta: str, dataset: str, expected: str):
         depths = pick(scale, [8, 11, 16, 23, 32, 45, 64] if dataset == "synthetic" else
                       [5, 7, 10, 14, 20, 28, 40], depth_grid(1000))
         seeds = [seed * 100 + i for i in range(pick(scale, 5, 5))]
+        twin = "shuffled" if expected == "smooth-ode" else "short"
         runs = {opt: _run_protocol(activation, delta, dataset, opt, lr, depths, seeds, scale,
-                                   seed) for opt, lr in T1_PROTOCOLS}
+                                   seed, twin) for opt, lr in T1_PROTOCOLS}
         protocols = list(runs)
         nan_stats = np.full((len(_FITTED), len(depths), len(seeds)), np.nan)
         value = np.stack([r["analysis"].values.value.values if r["analysis"] else nan_stats
@@ -328,34 +392,45 @@ def _trained_sweep(activation: str, delta: str, dataset: str, expected: str):
                                                     for p, r in runs.items()}),
                         regime=", ".join(f"{p}: {g}" for p, g in zip(
                             protocols, ds.regime.values, strict=True)))
-        parts, ok = [], []
-        for p, r, g in zip(protocols, runs.values(), regimes, strict=True):
-            st = r["status"].ravel().tolist()
-            counts = {k: st.count(k) for k in sorted(set(st))}
-            if g is None:
-                parts.append(f"{p}: {r['why']}; status {counts}")
-                ok.append(False)
-                continue
-            text = f"{p} ({r['config'].learning_rate:g}): {g}; status {counts}"
-            if "alpha" in r:
-                a = r["alpha"]
-                text += f"; alpha-hat {-a.slope:.2f} [{-a.hi:.2f}, {-a.lo:.2f}]"
-            parts.append(text)
-            ok.append(g.regime == expected if expected != "decided" else
-                      g.regime != "inconclusive")
         rule = ("smooth-ode for every protocol: Roughness <= -1 + r and alpha + beta in "
                 "1 +- r (containment)" if expected == "smooth-ode" else
                 "a decided verdict (smooth-ode, diffusive-sde or neither; not inconclusive) "
                 "for every protocol, by the full statistic set")
-        measured = float(np.nanmax(np.abs(fits["slope"][:, _FITTED.index("BranchSize")])))
-        return with_verdict(ds, Verdict(
-            statistic="regime verdict per protocol (Adam, SGD); measured: max |BranchSize "
-                      "slope| = alpha + beta",
-            tolerance=(f"{rule} ({len(depths)} depths {depths[0]}-{depths[-1]} x {len(seeds)} "
-                       f"seeds; cells analysed only if stopped by tol or plateau; 95% "
-                       "intervals)"),
-            measured=measured if math.isfinite(measured) else float("nan"),
-            passed=all(ok), details=" | ".join(parts)))
+        tolerance = (f"{rule} ({len(depths)} depths {depths[0]}-{depths[-1]} x {len(seeds)} "
+                     "seeds; cells analysed only if stopped by tol or plateau; 95% intervals)")
+        branch = fits["slope"][:, _FITTED.index("BranchSize")]
+
+        def decide(regs) -> Verdict:
+            parts, ok = [], []
+            for p, r, g in zip(protocols, runs.values(), regs, strict=True):
+                st = r["status"].ravel().tolist()
+                counts = {k: st.count(k) for k in sorted(set(st))}
+                if g is None:
+                    parts.append(f"{p}: {r['why'] or 'not analysed'}; status {counts}")
+                    ok.append(False)
+                    continue
+                text = f"{p} ({r['config'].learning_rate:g}): {g}; status {counts}"
+                if "alpha" in r:
+                    a = r["alpha"]
+                    text += f"; alpha-hat {-a.slope:.2f} [{-a.hi:.2f}, {-a.lo:.2f}]"
+                parts.append(text)
+                ok.append(g.regime == expected if expected != "decided" else
+                          g.regime != "inconclusive")
+            exps = [g.branch_exponent for g in regs if g is not None]
+            return Verdict("regime verdict per protocol (Adam, SGD); measured: largest "
+                           "alpha + beta-hat (BranchSize)", tolerance,
+                           float(max(exps)) if exps else float("nan"), all(ok),
+                           " | ".join(parts))
+
+        twin_regs = [r.get("twin") for r in runs.values()]
+        ds["twin_regime"] = (("protocol",), [g.regime if g else "not analysed"
+                                             for g in twin_regs])
+        se = np.nanmax((fits["hi"] - fits["lo"])[:, _FITTED.index("BranchSize")]) / (2 * 1.96)
+        det = Detectable(detectable_shift(float(se) if np.isfinite(se) else 0.0,
+                                          margin=float(np.nanmean(np.abs(branch + 1)))
+                                          if np.isfinite(branch).any() else 0.0),
+                         "error in alpha + beta", relative=False)
+        return with_verdict(ds, judge(decide, regimes, twin_regs, det))
 
     def plot(ds: xr.Dataset):
         fig, (ax1, ax2, ax3) = figure(3)
@@ -407,7 +482,13 @@ for _id, _act, _delta, _data, _expected, _title in (
 ):
     _c, _p = _trained_sweep(_act, _delta, _data, _expected)
     register(Claim(_id, _title, "CCRX21, CRX22 [abstract]; settings trained_scaling.md §2-6 "
-                   "[reconstructed, code]", _c, _p))
+                   "[reconstructed, code]", _c, _p,
+                   control=T1_SHUFFLED if _expected == "smooth-ode" else T1_SHORT))
+
+
+T4_CONTROL = Control("layers shuffled", "the trained smooth-initialised V with their layers "
+                     "permuted: the same sizes without regularity in k/L, which must read "
+                     "as rough")
 
 
 def _t4_compute(scale: str, seed: int) -> xr.Dataset:
@@ -436,7 +517,14 @@ def _t4_compute(scale: str, seed: int) -> xr.Dataset:
                  for m, t, g in zip(models, trained, tags, strict=True) if g[0] == reg]
         rel[reg] = float(np.mean(moved))
     smooth, rough = slopes[("smooth", "trained")], slopes[("iid", "trained")]
-    passed = smooth.hi < -0.5 < rough.lo
+    # the twin: the trained smooth-initialised V with their layers permuted (sizes kept,
+    # regularity in k/L destroyed)
+    rng = np.random.default_rng(seed)
+    w = {L: np.stack([np.asarray(m.V, np.float64)[rng.permutation(L)]
+                      for m, t in zip(trained, tags, strict=True) if t == ("smooth", L)])
+         for L in depths}
+    shuffled = analyze_weights(w, gamma=0.0, seed=seed, n_boot=pick(scale, 500, 2000)
+                               ).slopes["Increment"]
     keys = list(slopes)
     ds = xr.Dataset(
         {"slope": ("case", [slopes[k].slope for k in keys]),
@@ -447,16 +535,23 @@ def _t4_compute(scale: str, seed: int) -> xr.Dataset:
          "loss_last": ("regularity", [curves[:len(models) // 2, -1].mean(),
                                       curves[len(models) // 2:, -1].mean()])},
         coords={"case": [f"{r} {w}" for r, w in keys], "regularity": ["iid", "smooth"]})
-    return with_verdict(ds, Verdict(
-        statistic="Increment slope (gamma = 0) of trained V, smooth initialisation",
-        tolerance=(f"smooth: CI upper < -1/2 and i.i.d.: CI lower > -1/2 after training "
-                   f"(res-1, width {width}, {len(depths)} depths {depths[0]}-{depths[-1]} x "
-                   f"{n_seeds} seeds, {epochs} Adam epochs on digits)"),
-        measured=smooth.slope, passed=bool(passed),
-        details=(f"smooth trained {smooth}; iid trained {rough}; initial smooth "
-                 f"{slopes[('smooth', 'init')].slope:+.3f}, iid "
-                 f"{slopes[('iid', 'init')].slope:+.3f}; mean relative change of V: "
-                 f"iid {rel['iid']:.3f}, smooth {rel['smooth']:.3f}")))
+    tolerance = (f"smooth: CI upper < -1/2 and i.i.d.: CI lower > -1/2 after training "
+                 f"(res-1, width {width}, {len(depths)} depths {depths[0]}-{depths[-1]} x "
+                 f"{n_seeds} seeds, {epochs} Adam epochs on digits)")
+
+    def decide(pair) -> Verdict:
+        sm, ro = pair
+        return Verdict(
+            "Increment slope (gamma = 0) of trained V, smooth initialisation", tolerance,
+            sm.slope, bool(sm.hi < -0.5 < ro.lo),
+            (f"smooth trained {sm}; iid trained {ro}; initial smooth "
+             f"{slopes[('smooth', 'init')].slope:+.3f}, iid "
+             f"{slopes[('iid', 'init')].slope:+.3f}; mean relative change of V: "
+             f"iid {rel['iid']:.3f}, smooth {rel['smooth']:.3f}"))
+
+    half = max((f.hi - f.lo) / 2 for f in (smooth, rough))
+    det = Detectable(half, "shift of the Increment slope across -1/2", relative=False)
+    return with_verdict(ds, judge(decide, (smooth, rough), (shuffled, rough), det))
 
 
 def _t4_plot(ds: xr.Dataset):
@@ -471,4 +566,5 @@ def _t4_plot(ds: xr.Dataset):
 
 register(Claim("T4-init-regularity", "res-1 weights keep their initial regularity after "
                "training: smooth (RBF-GP) initialisations stay smooth, i.i.d. ones stay rough",
-               "MFBV22 [abstract]; trained_scaling.md §9 [reconstructed]", _t4_compute, _t4_plot))
+               "MFBV22 [abstract]; trained_scaling.md §9 [reconstructed]", _t4_compute, _t4_plot,
+               control=T4_CONTROL))
