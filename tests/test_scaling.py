@@ -35,6 +35,7 @@ from deeplimits.scaling import (
     quadratic_variation,
     root_ssq,
     spectral_max,
+    sweep_branch_scale,
     sweep_weights,
     synthetic_ode_data,
     synthetic_weights,
@@ -231,6 +232,11 @@ def test_sweep_skips_finished_cells_and_survives_nonfinite_loss(tmp_path):
     assert set(manifest["cells"]) == {"L3_s1", "L6_s1", "L40_s1"}
     w = sweep_weights(load_sweep(tmp_path))
     assert np.all(np.isnan(w[40])) and np.all(np.isfinite(w[3]))
+    # only cells stopped by a stopping rule: 2 epochs end as 'max_epochs', so none is kept
+    status = manifest["cells"]["L3_s1"]["status"]
+    kept = sweep_weights(load_sweep(tmp_path), statuses=("converged", "plateau"))
+    assert np.all(np.isnan(kept[3])) == (status not in ("converged", "plateau"))
+    assert sweep_branch_scale(load_sweep(tmp_path)) is None  # delta 'none': no shared delta
     on_disk = json.loads((tmp_path / "manifest.json").read_text())
     assert on_disk["cells"]["L40_s1"]["status"] == "failed"
     # two usable depths only (40 failed): the analysis refuses before any work
