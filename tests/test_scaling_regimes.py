@@ -154,3 +154,9 @@ def test_wording_follows_the_measured_exponents(beta):
     else:
         assert r.regime == "neither" and "trivial" in r.limit and "> 1" in r.reason
     assert ("consistent with alpha + beta = 1" in r.reason) == (r.regime == "smooth-ode")
+
+
+def test_all_zero_weights_are_inconclusive_not_a_traceback():
+    a = analyze_weights({L: np.zeros((2, L, 2, 2)) for L in (10, 20, 40)}, n_boot=50)
+    assert a.regime.regime == "inconclusive" and "vanish" in a.regime.reason
+    assert {"MeanSq", "Peak", "Hurst"} <= set(a.degenerate)
