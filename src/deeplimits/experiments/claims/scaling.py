@@ -235,7 +235,8 @@ def _regimes_plot(ds: xr.Dataset):
         s = ds[f"{name}_slope"]
         ax.errorbar(x, s, yerr=[s - ds[f"{name}_lo"], ds[f"{name}_hi"] - s], fmt="o", ms=3)
         for key in band_of[name]:
-            ax.axhspan(bands[key][0], bands[key][1], color="g", alpha=0.15)
+            lo = bands[key][0] if math.isfinite(bands[key][0]) else float(np.nanmin(s)) - 1.0
+            ax.axhspan(lo, bands[key][1], color="g", alpha=0.15)  # one-sided: to the data
         ax.set_xticks(x, [f"{c} -> {v}" for c, v in zip(ds.case.values, ds.verdict.values,
                                                        strict=True)], fontsize=5, rotation=80)
         ax.set_title(f"{name} slope (bands shaded)", fontsize=8)
