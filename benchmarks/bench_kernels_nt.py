@@ -245,9 +245,8 @@ def main(argv=None):
                "equal_norms": args.equal_norms}
         first, steady, compile_s, compiles, out = {}, {}, {}, {}, {}
 
-        def dl_call(kw):
-            k = dl.kernel(net, x, **kw)
-            return k
+        def dl_call(kw, net=net, x=x):
+            return dl.kernel(net, x, **kw)
 
         # round 0: first calls (compile), in the interleaved order
         for name in runners:
@@ -340,7 +339,7 @@ def markdown(rows, args):
     for r in rows:
         s, f, c, e = r["steady_s"], r["first_call_s"], r["compile_s"], r["errors"]
         nt = s.get("nt")
-        ratio = lambda v: f"{fmt(v)} ({nt / v:.2f}x)" if nt else fmt(v)
+        ratio = lambda v, nt=nt: f"{fmt(v)} ({nt / v:.2f}x)" if nt else fmt(v)
         cells = [f"{r['case']}, sigma_b = {r['sigma_b']}", str(r["inputs"])]
         if has_nt:
             cells.append(fmt(nt))
