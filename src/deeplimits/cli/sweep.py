@@ -27,7 +27,14 @@ def sweep(
 ) -> None:
     """Run every missing cell of a sweep; finished cells are skipped, so rerunning after a
     crash completes exactly what is missing."""
-    from deeplimits.experiments.sweeps import Sweep, collect, run_sweep, save_collected, studies
+    from deeplimits.experiments.sweeps import (
+        Sweep,
+        SweepInterrupted,
+        collect,
+        run_sweep,
+        save_collected,
+        studies,
+    )
 
     if list_studies:
         for name, study in studies().items():
@@ -51,8 +58,14 @@ def sweep(
     err.print(f"study {plan.study}: {len(cells)} cells, {executor.value} executor, into {out}")
     try:
         report = run_sweep(plan, out, executor=pool, retry_failed=retry_failed, progress=True)
-    except ValueError as exc:  # the executor did not start: nothing was computed
+    except ValueError as exc:  # the executor did not start, the folder is in use: no work
         raise fail(str(exc)) from None
+    except OSError as exc:  # a result could not be written, the scheduler went away
+        err.print(f"[bold red]error:[/] {exc.strerror or exc}", soft_wrap=True)
+        raise typer.Exit(code=1) from None
+    except SweepInterrupted as exc:  # Ctrl-C or kill: workers ended, finished cells kept
+        err.print(str(exc), soft_wrap=True)  # one line, however narrow the terminal
+        raise typer.Exit(code=130) from None
     err.print(f"{len(report.computed)} computed, {len(report.skipped)} already done, "
               f"{len(report.failed)} failed, in {report.seconds:.1f} s")
     for key, error in report.failed.items():
