@@ -386,7 +386,7 @@ class DaskExecutor(Executor):
         if exc[0] is not None:  # interrupted: the cancelled tasks' warnings are expected
             import logging
 
-            logging.getLogger("distributed").setLevel(logging.ERROR)
+            logging.getLogger("distributed").setLevel(logging.CRITICAL)
         self._stack.close()
 
     def map(self, cells):
@@ -400,7 +400,8 @@ class DaskExecutor(Executor):
                 try:
                     outcome = future.result()
                 except Exception as exc:  # noqa: BLE001  (sorted below)
-                    if self._lost():
+                    # nothing here cancels a future: cancelled means the scheduler is gone
+                    if self._lost() or "Cancelled" in type(exc).__name__:
                         raise SchedulerLost(self._address(), finished, finished + 1
                                             + len(futures), exc) from None
                     # the cell's task failed outside the study (its workers kept dying:
@@ -419,7 +420,7 @@ class DaskExecutor(Executor):
         return self.scheduler or getattr(self.client, "scheduler_address", None) or "?"
 
     def _lost(self) -> bool:
-        return self.client.status not in ("running", "connecting", "newly-created")
+        return self.client.status != "running"
 
 
 EXECUTORS = ("inprocess", "local", "dask")
