@@ -357,3 +357,42 @@ def test_workers_die_with_a_sweep_killed_by_sigkill(tmp_path):
     assert not gone, f"workers left running: {gone}"
     ResultStore(out).open()  # what any later run does first
     _manifest_agrees(out)
+
+
+# --------------------------------------------------------------------------------------
+# issue 19 item 13: a categorical axis is not joined by lines, and the x axis is chosen
+# --------------------------------------------------------------------------------------
+def _collected():
+    rng = np.random.default_rng(0)
+    return xr.Dataset(
+        {"v": (("activation", "width", "seed"), rng.normal(size=(2, 3, 2)))},
+        coords={"activation": ["relu", "tanh"], "width": [2, 4, 8], "seed": [0, 1]},
+        attrs={"cells_total": 12, "cells_finished": 12})
+
+
+def test_sweep_figure_puts_a_numeric_axis_on_x_and_never_joins_categories(tmp_path):
+    from typer.testing import CliRunner
+
+    from deeplimits.cli import app
+    from deeplimits.experiments.figures import sweep_figure
+
+    ds = _collected()
+    def data_lines(ax):  # the line of each errorbar series (not its caps and bars)
+        return [container.lines[0] for container in ax.containers]
+
+    (ax, *_) = sweep_figure(ds).axes  # default: the numeric axis, points joined
+    assert ax.get_xlabel() == "width" and len(data_lines(ax)) == 2
+    assert all(line.get_linestyle() == "-" for line in data_lines(ax))
+    np.testing.assert_array_equal(data_lines(ax)[0].get_xdata(), [2, 4, 8])
+    (ax, *_) = sweep_figure(ds, x="activation").axes
+    assert ax.get_xlabel() == "activation" and len(data_lines(ax)) == 3
+    assert [t.get_text() for t in ax.get_xticklabels()] == ["relu", "tanh"]
+    assert all(line.get_linestyle() == "None" for line in data_lines(ax))
+    with pytest.raises(ValueError, match="x must be one of the sweep's grid axes"):
+        sweep_figure(ds, x="depth")
+    path = tmp_path / "c.nc"
+    ds.to_netcdf(path, engine="h5netcdf")
+    result = CliRunner().invoke(app, ["plot", str(path), "--x", "activation"])
+    assert result.exit_code == 0 and (tmp_path / "c.png").stat().st_size > 1000
+    result = CliRunner().invoke(app, ["plot", str(path), "--x", "colour"])
+    assert result.exit_code == 2 and "grid axes" in result.output

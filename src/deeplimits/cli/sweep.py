@@ -104,16 +104,21 @@ def plot(
         help="A saved dataset (.nc/.zarr) or a results folder (all claim figures).")],
     out: Annotated[Path | None, typer.Option(
         help="Figure (.png) for one dataset (default: beside it).")] = None,
+    x: Annotated[str | None, typer.Option(
+        "--x", help="Grid axis on the horizontal axis of a collected sweep's figure "
+        "(default: its first numeric axis).")] = None,
 ) -> None:
     """Redraw figures from saved datasets, without rerunning anything."""
+    from deeplimits.experiments.figures import sweep_figure
     from deeplimits.experiments.report import figure_for, figure_png, redraw_figures
     from deeplimits.experiments.store import atomic_path, load_dataset
 
     if not path.exists():
         raise fail(f"{path} does not exist")
     if path.is_dir() and path.suffix != ".zarr":
-        if out is not None:
-            raise fail("--out names one figure; a results folder gets figures/<claim>.png")
+        if out is not None or x is not None:
+            raise fail("--out and --x are for one dataset; a results folder gets "
+                       "figures/<claim>.png")
         try:
             written = redraw_figures(path)
         except ValueError as exc:
@@ -124,7 +129,10 @@ def plot(
     if out.suffix != ".png":
         raise fail(f"figure {out} must end in .png")
     try:
-        fig = figure_for(load_dataset(path))
+        ds = load_dataset(path)
+        if x is not None and "cells_total" not in ds.attrs:
+            raise ValueError("--x is for a collected sweep; this dataset is not one")
+        fig = sweep_figure(ds, x=x) if x is not None else figure_for(ds)
     except ValueError as exc:
         raise fail(str(exc)) from None
     with atomic_path(out) as tmp:
