@@ -16,7 +16,7 @@ import traceback
 import jax
 import numpy as np
 import pytest
-from hypothesis import given
+from hypothesis import example, given
 from hypothesis import strategies as st
 
 import deeplimits as dl
@@ -117,6 +117,7 @@ NET = dl.ResNet(width=2, depth=4, form="A", activation="tanh", sigma_w=1.0, sigm
 # --------------------------------------------------------------------------------------
 @given(x=arrays(), samples=positive_counts(),
        sampler=st.sampled_from(["exact", "dense", "sde", "euler", 0]))
+@example(x=np.ones((2, 2)), samples=3, sampler="exact")
 def test_sample(x, samples, sampler):
     out = ends_well(lambda: dl.sample(NET, x, KEY, samples=samples, sampler=sampler))
     if out is not None:
@@ -280,3 +281,69 @@ def test_analyze_weights(depths, seeds, layer, fill):
     if result is not None:
         for fit in result.slopes.values():
             assert np.isfinite(fit.slope) or np.isnan(fit.slope)
+
+
+# --------------------------------------------------------------------------------------
+# the gradient, conv and finite-width samplers, conv kernels
+# --------------------------------------------------------------------------------------
+@given(x=arrays(), samples=positive_counts(),
+       method=st.sampled_from(["exact", "autodiff", "sde", "nope"]),
+       loss=st.sampled_from(["sin", "square", "nope", 3]))
+@example(x=np.ones((2, 2)), samples=3, method="exact", loss="sin")  # a valid call, always
+def test_sample_gradients(x, samples, method, loss):
+    from deeplimits.backward import sample_gradients
+
+    out = ends_well(lambda: sample_gradients(NET, x, KEY, samples=samples, method=method,
+                                             loss=loss))
+    if out is not None:
+        for value in out.values():
+            finite(value)
+
+
+CONV = None
+
+
+def _conv_net():
+    global CONV
+    if CONV is None:
+        from deeplimits.conv import ConvResNet
+
+        CONV = ConvResNet(channels=2, depth=2, image_shape=(4,), kernel_size=3, form="A",
+                          activation="relu", sigma_w=1.0)
+    return CONV
+
+
+@given(images=arrays(dims=(1, 2, 3, 4)), samples=positive_counts(),
+       sampler=st.sampled_from(["dense", "sde", "exact", 2]))
+@example(images=np.linspace(-1, 1, 8).reshape(2, 1, 4), samples=3, sampler="dense")
+def test_sample_conv(images, samples, sampler):
+    from deeplimits.conv import sample_conv
+
+    out = ends_well(lambda: sample_conv(_conv_net(), images, KEY, samples=samples,
+                                        sampler=sampler))
+    if out is not None:
+        finite(out)
+
+
+@given(x1=arrays(dims=(1, 2, 3, 4)), depth=st.sampled_from([None, 1, 2, 0, math.nan, "x"]))
+@example(x1=np.linspace(-1, 1, 12).reshape(3, 1, 4), depth=2)
+def test_conv_kernel(x1, depth):
+    from deeplimits.conv import conv_kernel
+
+    k = ends_well(lambda: conv_kernel(_conv_net(), x1, depth=depth, steps=4))
+    if k is not None:
+        check_psd(k.nngp)
+
+
+@given(x=arrays(), samples=positive_counts(),
+       times=st.one_of(st.none(), st.lists(st.sampled_from([0.0, 0.5, 1.0, -1.0, math.nan,
+                                                            2.0]), max_size=3)))
+@example(x=np.array([[1.0, 0.5]]), samples=3, times=None)
+def test_simulate_paths(x, samples, times):
+    from deeplimits.finite_width import simulate_paths
+
+    net = dl.hayou_resnet(width=2, depth=4)
+    ds = ends_well(lambda: simulate_paths(net, x, KEY, samples=samples, times=times))
+    if ds is not None:
+        for value in ds.data_vars.values():
+            finite(value)
