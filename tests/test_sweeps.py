@@ -396,3 +396,19 @@ def test_sweep_figure_puts_a_numeric_axis_on_x_and_never_joins_categories(tmp_pa
     assert result.exit_code == 0 and (tmp_path / "c.png").stat().st_size > 1000
     result = CliRunner().invoke(app, ["plot", str(path), "--x", "colour"])
     assert result.exit_code == 2 and "grid axes" in result.output
+
+
+@pytest.mark.parametrize("study, grid, config, variable", [
+    ("gradient", {"width": [2, 3]}, {"depth": 4, "samples": 16}, "weight_grad_sq_mean"),
+    ("paths", {"width": [2, 3]}, {"depth": 4, "samples": 16}, "log_norm_var"),
+])
+def test_the_gradient_and_finite_width_studies_sweep_and_collect(tmp_path, study, grid, config,
+                                                                 variable):
+    report = run_sweep(Sweep(study, grid=grid, seeds=(0, 1), config=config), tmp_path,
+                       executor="inprocess", progress=False)
+    assert report.complete and len(report.computed) == 4
+    ds = collect(tmp_path)
+    assert dict(ds[variable].sizes) == {"width": 2, "seed": 2}
+    assert np.all(np.isfinite(ds[variable]))
+    with pytest.raises(ValueError, match="samples must be an integer >= 2"):
+        Sweep(study, config={"samples": 1}).validate()
