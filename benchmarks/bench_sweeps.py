@@ -27,6 +27,15 @@ T(in-process)``, and with it the most that two one-core workers can gain over in
 
 Overhead per cell: the same executors on 64 cells of negligible work (depth 1, 2 samples);
 the steady gap between consecutive cells arriving, times the cells in flight.
+
+``--fair`` (issue 17): the scale-out of Dask itself, with XLA's threading out of the
+comparison. The same ``fair`` workload (width 8, depth 1000, ``--fair-samples`` samples
+per cell: at least 1 s of work on one core each; 64 seeds) on a LocalCluster of N workers
+each confined to one core, against a LocalCluster of one worker confined to one core (run
+from a child process confined to that core), interleaved in one run. Both include the
+cluster's start, the imports and one compilation per worker; the ratio is reported with
+the per-cell overhead of each (the steady gap between arrivals, times the workers, less
+the cell's own compute time as the workers report it).
 """
 
 from __future__ import annotations
@@ -97,6 +106,85 @@ def one_core(plan: Sweep) -> float:
     return seconds
 
 
+def _fair_plan(cells: int, samples: int) -> Sweep:
+    return Sweep("forward", grid={}, seeds=tuple(range(cells)),
+                 config={"width": 8, "depth": 1000, "samples": samples})
+
+
+def timed_cells(plan: Sweep, executor) -> dict:
+    """Wall time, the steady gap between arrivals and the mean compute time of a cell as
+    measured on its worker (``Outcome.seconds``)."""
+    folder = Path(tempfile.mkdtemp(prefix="bench-sweep-"))
+    arrivals, compute = [], []
+
+    def arrived(cell, outcome):
+        arrivals.append(time.perf_counter())
+        compute.append(outcome.seconds)
+
+    try:
+        start = time.perf_counter()
+        report = run_sweep(plan, folder, executor=executor, progress=False, on_cell=arrived)
+        seconds = time.perf_counter() - start
+        assert report.complete, report.failed
+        late = arrivals[len(arrivals) // 2:]
+        gaps = [b - a for a, b in zip(late, late[1:], strict=False)]
+        return {"seconds": seconds, "gap": statistics.median(gaps) if gaps else float("nan"),
+                "cell": statistics.median(compute[len(compute) // 2:])}
+    finally:
+        shutil.rmtree(folder, ignore_errors=True)
+
+
+def _dask_on_one_core(plan: Sweep, queue) -> None:
+    pin((min(os.sched_getaffinity(0)),))  # the cluster's one worker inherits this core
+    queue.put(timed_cells(plan, DaskExecutor(workers=1)))
+
+
+def dask_one_core(plan: Sweep) -> dict:
+    context = multiprocessing.get_context("spawn")
+    queue = context.Queue()
+    child = context.Process(target=_dask_on_one_core, args=(plan, queue))
+    child.start()
+    result = queue.get()
+    child.join()
+    return result
+
+
+def measure_fair(cells: int, samples: int, workers: int, repeats: int) -> dict:
+    plan = _fair_plan(cells, samples)
+    runs = {"one": [], "many": []}
+    for _ in range(repeats):  # interleaved: outside load falls on both alike
+        runs["one"].append(dask_one_core(plan))
+        runs["many"].append(timed_cells(plan, DaskExecutor(workers=workers)))
+    med = {k: {f: statistics.median(r[f] for r in v) for f in ("seconds", "gap", "cell")}
+           for k, v in runs.items()}
+    overhead = {"one": 1e3 * (med["one"]["gap"] - med["one"]["cell"]),
+                "many": 1e3 * (workers * med["many"]["gap"] - med["many"]["cell"])}
+    return {"cells": cells, "samples": samples, "workers": workers, "runs": runs,
+            "median": med, "ratio": med["one"]["seconds"] / med["many"]["seconds"],
+            "overhead_ms": overhead, "load": os.getloadavg()}
+
+
+def fair_table(r: dict) -> str:
+    when = _dt.datetime.now(_dt.UTC).strftime("%Y-%m-%d %H:%M UTC")
+    m, n = r["median"], r["workers"]
+    return "\n".join([
+        f"Measured {when} on {platform.machine()} with {os.cpu_count()} cores, load average "
+        f"{r['load'][0]:.1f} / {r['load'][1]:.1f} / {r['load'][2]:.1f} at the end; medians "
+        f"of {len(r['runs']['one'])} interleaved runs.",
+        "",
+        f"| Dask LocalCluster ({r['cells']} cells, {r['samples']} samples) | wall (s) "
+        "| compute per cell (s) | overhead per cell (ms) |",
+        "|---|---:|---:|---:|",
+        f"| 1 worker on 1 core | {m['one']['seconds']:.1f} | {m['one']['cell']:.2f} "
+        f"| {r['overhead_ms']['one']:.0f} |",
+        f"| {n} workers, 1 core each | {m['many']['seconds']:.1f} | {m['many']['cell']:.2f} "
+        f"| {r['overhead_ms']['many']:.0f} |",
+        "",
+        f"Scale-out, {n} workers over 1: **{r['ratio']:.2f}x** (target >= 1.8x for N = 2; "
+        f"{'met' if r['ratio'] >= 1.8 else 'not met'}); overhead goal <= 50 ms per cell.",
+    ])
+
+
 def measure(cells: int, repeats: int = 1) -> dict:
     plans = workloads(cells)
     timed(plans["empty"], InProcess())  # import and compile the in-process cell code once
@@ -155,7 +243,19 @@ def main() -> None:
     parser.add_argument("--no-readme", action="store_true", help="leave README.md alone")
     parser.add_argument("--repeats", type=int, default=1, help="runs of each executor")
     parser.add_argument("--json", type=Path, help="write the raw timings here")
+    parser.add_argument("--fair", action="store_true",
+                        help="N one-core Dask workers against one (issue 17)")
+    parser.add_argument("--fair-samples", type=int, default=40000,
+                        help="samples per cell of --fair (>= 1 s per cell on one core)")
+    parser.add_argument("--cells", type=int, default=64, help="cells of --fair")
+    parser.add_argument("--workers", type=int, default=2, help="N of --fair")
     args = parser.parse_args()
+    if args.fair:
+        result = measure_fair(args.cells, args.fair_samples, args.workers, args.repeats)
+        print(fair_table(result))
+        if args.json:
+            args.json.write_text(json.dumps(result, indent=1))
+        return
     result = measure(16 if args.quick else 64, args.repeats)
     text = table(result)
     print(text)

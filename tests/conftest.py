@@ -24,3 +24,33 @@ def pytest_collection_modifyitems(config, items):
     for item in items:
         if "slow" in item.keywords:
             item.add_marker(skip)
+
+
+# Hypothesis profiles for the property-based tests (tests/test_fuzz_*.py): "ci" runs in the
+# default suite (25 examples per test, no deadline: the first example of a test compiles
+# JAX code, and the machine is shared); "slow" (300 examples) is chosen by `pytest -m slow`
+# or HYPOTHESIS_PROFILE=slow.
+try:
+    from hypothesis import HealthCheck
+    from hypothesis import settings as _hypothesis_settings
+
+    _hypothesis_settings.register_profile(
+        "ci", max_examples=25, deadline=None, derandomize=False, print_blob=True,
+        suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
+    _hypothesis_settings.register_profile(
+        "slow", max_examples=300, deadline=None, print_blob=True,
+        suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
+    _hypothesis_settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "ci"))
+except ImportError:  # hypothesis is a test extra; tests that need it import it themselves
+    pass
+
+
+def pytest_sessionstart(session):
+    """``-m slow`` selects the larger hypothesis profile (unless HYPOTHESIS_PROFILE says)."""
+    if "slow" in (session.config.getoption("markexpr") or "") and \
+            "HYPOTHESIS_PROFILE" not in os.environ:
+        try:
+            from hypothesis import settings
+        except ImportError:
+            return
+        settings.load_profile("slow")

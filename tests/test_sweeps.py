@@ -265,3 +265,150 @@ def test_an_activation_registered_again_under_its_name_makes_new_cells(tmp_path)
     # the same function object again (another Activation) finds its cell
     register_activation(Activation(name, jnp.tanh), overwrite=True)
     assert run_sweep(sweep, tmp_path, executor="inprocess", progress=False).computed == ()
+
+
+# --------------------------------------------------------------------------------------
+# issue 19 item 7: kill and Ctrl-C end the workers, say how to resume, manifest agrees
+# --------------------------------------------------------------------------------------
+SLOW_SPEC = """
+study = "forward"
+seeds = [0, 1, 2, 3, 4, 5, 6, 7]
+[grid]
+width = [2, 3]
+[config]
+depth = 64
+samples = 4000
+"""
+
+
+def _start_sweep(tmp_path, *args):
+    spec = tmp_path / "s.toml"
+    spec.write_text(SLOW_SPEC)
+    out = tmp_path / "run"
+    cmd = [sys.executable, "-c", "from deeplimits.cli import app; app()", "sweep", str(spec),
+           "--out", str(out), "--collect", "none", *args]
+    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
+                            start_new_session=True)
+    return proc, out
+
+
+def _wait_for_cells(proc, out, count, seconds=240):
+    deadline = time.monotonic() + seconds
+    while len(list((out / "data").glob("*.nc"))) < count:
+        assert proc.poll() is None, f"the sweep ended early: {proc.stderr.read()}"
+        assert time.monotonic() < deadline, "no cell finished in time"
+        time.sleep(0.02)
+
+
+def _manifest_agrees(out):
+    files = {p.stem for p in (out / "data").glob("*.nc")}
+    cells = json.loads((out / "manifest.json").read_text())["cells"]
+    assert len(cells) == 16
+    for key, entry in cells.items():
+        assert (entry["status"] == "done") == (key in files), (key, entry["status"])
+    return files
+
+
+@pytest.mark.parametrize("how", ["kill", pytest.param("ctrl-c", marks=pytest.mark.slow)])
+def test_a_signal_ends_the_workers_says_how_to_resume_and_the_manifest_agrees(tmp_path, how):
+    import psutil
+
+    proc, out = _start_sweep(tmp_path, "--executor", "local", "--workers", "2")
+    try:
+        _wait_for_cells(proc, out, 1)
+        workers = psutil.Process(proc.pid).children(recursive=True)
+        assert workers, "the local executor runs worker processes"
+        if how == "kill":
+            os.kill(proc.pid, signal.SIGTERM)  # `kill PID`: the sweep's process only
+        else:
+            os.killpg(proc.pid, signal.SIGINT)  # a terminal's Ctrl-C: the process group
+        _, stderr = proc.communicate(timeout=120)
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+    assert proc.returncode == 130, stderr
+    assert "Traceback" not in stderr
+    (line,) = [t for t in stderr.splitlines() if "rerun" in t]  # one line, not wrapped
+    assert "rerun the same command to compute the other" in line
+    gone = psutil.wait_procs(workers, timeout=30)[1]
+    assert not gone, f"workers left running: {gone}"
+    finished = _manifest_agrees(out)
+    assert 1 <= len(finished) < 16
+
+
+@pytest.mark.slow
+def test_workers_die_with_a_sweep_killed_by_sigkill(tmp_path):
+    """No handler runs on SIGKILL: the workers are told by the kernel (PR_SET_PDEATHSIG),
+    and the next run brings the manifest back in line with the files."""
+    import psutil
+
+    if not sys.platform.startswith("linux"):
+        pytest.skip("parent-death signal is Linux only")
+    proc, out = _start_sweep(tmp_path, "--executor", "local", "--workers", "2")
+    try:
+        _wait_for_cells(proc, out, 1)
+        workers = psutil.Process(proc.pid).children(recursive=True)
+        os.kill(proc.pid, signal.SIGKILL)
+        proc.wait(timeout=30)
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+    gone = psutil.wait_procs(workers, timeout=30)[1]
+    assert not gone, f"workers left running: {gone}"
+    ResultStore(out).open()  # what any later run does first
+    _manifest_agrees(out)
+
+
+# --------------------------------------------------------------------------------------
+# issue 19 item 13: a categorical axis is not joined by lines, and the x axis is chosen
+# --------------------------------------------------------------------------------------
+def _collected():
+    rng = np.random.default_rng(0)
+    return xr.Dataset(
+        {"v": (("activation", "width", "seed"), rng.normal(size=(2, 3, 2)))},
+        coords={"activation": ["relu", "tanh"], "width": [2, 4, 8], "seed": [0, 1]},
+        attrs={"cells_total": 12, "cells_finished": 12})
+
+
+def test_sweep_figure_puts_a_numeric_axis_on_x_and_never_joins_categories(tmp_path):
+    from typer.testing import CliRunner
+
+    from deeplimits.cli import app
+    from deeplimits.experiments.figures import sweep_figure
+
+    ds = _collected()
+    def data_lines(ax):  # the line of each errorbar series (not its caps and bars)
+        return [container.lines[0] for container in ax.containers]
+
+    (ax, *_) = sweep_figure(ds).axes  # default: the numeric axis, points joined
+    assert ax.get_xlabel() == "width" and len(data_lines(ax)) == 2
+    assert all(line.get_linestyle() == "-" for line in data_lines(ax))
+    np.testing.assert_array_equal(data_lines(ax)[0].get_xdata(), [2, 4, 8])
+    (ax, *_) = sweep_figure(ds, x="activation").axes
+    assert ax.get_xlabel() == "activation" and len(data_lines(ax)) == 3
+    assert [t.get_text() for t in ax.get_xticklabels()] == ["relu", "tanh"]
+    assert all(line.get_linestyle() == "None" for line in data_lines(ax))
+    with pytest.raises(ValueError, match="x must be one of the sweep's grid axes"):
+        sweep_figure(ds, x="depth")
+    path = tmp_path / "c.nc"
+    ds.to_netcdf(path, engine="h5netcdf")
+    result = CliRunner().invoke(app, ["plot", str(path), "--x", "activation"])
+    assert result.exit_code == 0 and (tmp_path / "c.png").stat().st_size > 1000
+    result = CliRunner().invoke(app, ["plot", str(path), "--x", "colour"])
+    assert result.exit_code == 2 and "grid axes" in result.output
+
+
+@pytest.mark.parametrize("study, grid, config, variable", [
+    ("gradient", {"width": [2, 3]}, {"depth": 4, "samples": 16}, "weight_grad_sq_mean"),
+    ("paths", {"width": [2, 3]}, {"depth": 4, "samples": 16}, "log_norm_var"),
+])
+def test_the_gradient_and_finite_width_studies_sweep_and_collect(tmp_path, study, grid, config,
+                                                                 variable):
+    report = run_sweep(Sweep(study, grid=grid, seeds=(0, 1), config=config), tmp_path,
+                       executor="inprocess", progress=False)
+    assert report.complete and len(report.computed) == 4
+    ds = collect(tmp_path)
+    assert dict(ds[variable].sizes) == {"width": 2, "seed": 2}
+    assert np.all(np.isfinite(ds[variable]))
+    with pytest.raises(ValueError, match="samples must be an integer >= 2"):
+        Sweep(study, config={"samples": 1}).validate()

@@ -35,7 +35,7 @@ class Scale(StrEnum):
 
 
 def fail(message: str) -> typer.Exit:
-    err.print(f"[bold red]error:[/] {message}")
+    err.print(f"[bold red]error:[/] {message}", soft_wrap=True)  # one line: greppable
     return typer.Exit(code=2)
 
 

@@ -27,7 +27,14 @@ def sweep(
 ) -> None:
     """Run every missing cell of a sweep; finished cells are skipped, so rerunning after a
     crash completes exactly what is missing."""
-    from deeplimits.experiments.sweeps import Sweep, collect, run_sweep, save_collected, studies
+    from deeplimits.experiments.sweeps import (
+        Sweep,
+        SweepInterrupted,
+        collect,
+        run_sweep,
+        save_collected,
+        studies,
+    )
 
     if list_studies:
         for name, study in studies().items():
@@ -51,8 +58,14 @@ def sweep(
     err.print(f"study {plan.study}: {len(cells)} cells, {executor.value} executor, into {out}")
     try:
         report = run_sweep(plan, out, executor=pool, retry_failed=retry_failed, progress=True)
-    except ValueError as exc:  # the executor did not start: nothing was computed
+    except ValueError as exc:  # the executor did not start, the folder is in use: no work
         raise fail(str(exc)) from None
+    except OSError as exc:  # a result could not be written, the scheduler went away
+        err.print(f"[bold red]error:[/] {exc.strerror or exc}", soft_wrap=True)
+        raise typer.Exit(code=1) from None
+    except SweepInterrupted as exc:  # Ctrl-C or kill: workers ended, finished cells kept
+        err.print(str(exc), soft_wrap=True)  # one line, however narrow the terminal
+        raise typer.Exit(code=130) from None
     err.print(f"{len(report.computed)} computed, {len(report.skipped)} already done, "
               f"{len(report.failed)} failed, in {report.seconds:.1f} s")
     for key, error in report.failed.items():
@@ -91,16 +104,21 @@ def plot(
         help="A saved dataset (.nc/.zarr) or a results folder (all claim figures).")],
     out: Annotated[Path | None, typer.Option(
         help="Figure (.png) for one dataset (default: beside it).")] = None,
+    x: Annotated[str | None, typer.Option(
+        "--x", help="Grid axis on the horizontal axis of a collected sweep's figure "
+        "(default: its first numeric axis).")] = None,
 ) -> None:
     """Redraw figures from saved datasets, without rerunning anything."""
+    from deeplimits.experiments.figures import sweep_figure
     from deeplimits.experiments.report import figure_for, figure_png, redraw_figures
     from deeplimits.experiments.store import atomic_path, load_dataset
 
     if not path.exists():
         raise fail(f"{path} does not exist")
     if path.is_dir() and path.suffix != ".zarr":
-        if out is not None:
-            raise fail("--out names one figure; a results folder gets figures/<claim>.png")
+        if out is not None or x is not None:
+            raise fail("--out and --x are for one dataset; a results folder gets "
+                       "figures/<claim>.png")
         try:
             written = redraw_figures(path)
         except ValueError as exc:
@@ -111,7 +129,10 @@ def plot(
     if out.suffix != ".png":
         raise fail(f"figure {out} must end in .png")
     try:
-        fig = figure_for(load_dataset(path))
+        ds = load_dataset(path)
+        if x is not None and "cells_total" not in ds.attrs:
+            raise ValueError("--x is for a collected sweep; this dataset is not one")
+        fig = sweep_figure(ds, x=x) if x is not None else figure_for(ds)
     except ValueError as exc:
         raise fail(str(exc)) from None
     with atomic_path(out) as tmp:

@@ -43,36 +43,57 @@ def histogram(ax, values, label: str, bins=60, clip: float = 0.2, **kwargs):
             **kwargs)
 
 
-def sweep_figure(ds, max_panels: int = 6):
+def sweep_figure(ds, max_panels: int = 6, x: str | None = None):
     """One panel per variable of a collected sweep: the variable (mean over seeds, with its
-    standard error as a bar) against the first grid axis, one line per value of the others.
+    standard error as a bar) against the grid axis ``x``, one series per value of the others.
 
-    Variables with dimensions of their own (beyond the grid axes and ``seed``) are skipped.
+    ``x`` defaults to the first numeric grid axis (else the first axis). A numeric axis is
+    drawn at its values with the points joined; a categorical one (activation, law, ...) at
+    evenly spaced ticks with markers only, each series slightly offset, since a line
+    between categories would suggest an order that does not exist. Variables with
+    dimensions of their own (beyond the grid axes and ``seed``) are skipped.
+
+    Raises:
+        ValueError: when ``x`` is not a grid axis of ``ds``.
     """
     grid = [d for d in ds.dims if d != "seed" and d in ds.coords and all(
         d in v.dims for v in ds.data_vars.values())]
+    if x is not None and x not in grid:
+        raise ValueError(f"x must be one of the sweep's grid axes {grid}, got {x!r}")
+    numeric = [d for d in grid if np.issubdtype(ds[d].dtype, np.number)
+               and not np.issubdtype(ds[d].dtype, np.bool_)]
+    if x is None and grid:
+        x = (numeric or grid)[0]
     names = [n for n, v in ds.data_vars.items() if set(v.dims) <= set(grid) | {"seed"}]
     names = names[:max_panels] or list(ds.data_vars)[:1]
     fig, axes = figure(ncols=min(3, len(names)), nrows=-(-len(names) // 3))
-    x_axis, rest = (grid[0], grid[1:]) if grid else (None, [])
+    rest = [d for d in grid if d != x]
+    categorical = x is not None and x not in numeric
     for ax, name in zip(axes, names, strict=False):
         var = ds[name]
         mean = var.mean("seed") if "seed" in var.dims else var
         count = var.sizes.get("seed", 1)
         se = (var.std("seed", ddof=1) / np.sqrt(count)) if count > 1 else 0 * mean
-        if x_axis is None:
+        if x is None:
             ax.bar([0], [float(mean)])
         else:
-            lines = mean.stack(line=rest) if rest else mean.expand_dims(line=[""])
-            errors = se.stack(line=rest) if rest else se.expand_dims(line=[""])
-            for i in range(lines.sizes["line"]):
+            mean, se = mean.transpose(x, *rest), se.transpose(x, *rest)
+            lines = mean.stack(line=rest) if rest else mean.expand_dims(line=[""], axis=-1)
+            errors = se.stack(line=rest) if rest else se.expand_dims(line=[""], axis=-1)
+            series = lines.sizes["line"]
+            at = (np.arange(ds.sizes[x], dtype=float) if categorical
+                  else np.asarray(ds[x].values, dtype=float))
+            for i in range(series):
                 label = ", ".join(f"{k}={v}" for k, v in zip(
                     rest, np.atleast_1d(lines["line"].values[i]), strict=False)) if rest else None
-                ax.errorbar(np.arange(ds.sizes[x_axis]), lines.isel(line=i),
-                            yerr=errors.isel(line=i), marker="o", capsize=2, label=label)
-            ax.set_xticks(np.arange(ds.sizes[x_axis]), [str(v) for v in ds[x_axis].values])
-            ax.set_xlabel(x_axis)
-            if rest and lines.sizes["line"] <= 8:
+                shift = 0.3 * (i - (series - 1) / 2) / max(series, 1) if categorical else 0.0
+                ax.errorbar(at + shift, lines.isel(line=i), yerr=errors.isel(line=i),
+                            marker="o", capsize=2, label=label,
+                            linestyle="none" if categorical else "-")
+            if categorical:
+                ax.set_xticks(at, [str(v) for v in ds[x].values])
+            ax.set_xlabel(x)
+            if rest and series <= 8:
                 ax.legend(fontsize=7)
         ax.set_title(name, fontsize=9)
     for ax in axes[len(names):]:

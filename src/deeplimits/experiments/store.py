@@ -11,9 +11,12 @@ from __future__ import annotations
 
 import contextlib
 import datetime
+import errno
 import json
 import os
+import shutil
 import tempfile
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -105,13 +108,54 @@ class ResultStore:
 
     A cell is finished exactly when its file exists: a crash (even SIGKILL) can leave only
     hidden temporaries behind, which :meth:`open` removes. The manifest is an index rebuilt
-    from the files, so losing it loses nothing.
+    from the files, so losing it loses nothing; :meth:`open` and :meth:`index` bring each
+    cell's status in it back in line with the files.
+
+    A writer holds :meth:`lock` (``root/.lock``, an advisory ``flock`` that the system
+    releases when the process ends, however it ends), so two sweeps never write one folder.
     """
 
     MANIFEST = "manifest.json"
+    LOCK = ".lock"
 
     def __init__(self, root: str | os.PathLike):
         self.root = Path(root)
+        self._indexed = 0.0
+
+    @contextlib.contextmanager
+    def lock(self) -> Iterator[ResultStore]:
+        """Hold the folder for writing; raises ``ValueError`` at once if another process
+        holds it. A folder this creates and leaves empty is removed again on exit."""
+        created = not self.root.exists()
+        try:
+            self.root.mkdir(parents=True, exist_ok=True)
+            handle = open(self.root / self.LOCK, "a+")  # noqa: SIM115  (held until exit)
+        except OSError as exc:
+            raise _write_error(exc, self.root, "cannot create the results folder") from None
+        try:
+            try:
+                import fcntl
+
+                fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except ImportError:  # no fcntl (Windows): no lock
+                pass
+            except OSError:
+                handle.seek(0)
+                holder = handle.read().strip() or "another process"
+                raise ValueError(
+                    f"results folder {self.root} is in use by another deeplimits sweep "
+                    f"({holder}); wait for it to finish (then rerun: finished cells are "
+                    "skipped) or give another folder") from None
+            handle.seek(0)
+            handle.truncate()
+            handle.write(f"pid {os.getpid()} on {os.uname().nodename}, since "
+                         f"{datetime.datetime.now(datetime.UTC).isoformat(timespec='seconds')}")
+            handle.flush()
+            yield self
+        finally:
+            handle.close()
+            if created and [p.name for p in self.root.iterdir()] == [self.LOCK]:
+                shutil.rmtree(self.root, ignore_errors=True)
 
     def check(self) -> None:
         """Raise ``ValueError`` if ``root`` cannot hold this version's results.
@@ -138,17 +182,32 @@ class ResultStore:
                              "was not written by this version of deeplimits")
 
     def open(self) -> ResultStore:
-        """Check the folder, create it if needed and remove temporaries left by a crash."""
+        """Check the folder, create it if needed, remove temporaries left by a crash, make
+        sure files can be written there (before any work), and bring the manifest's
+        statuses in line with the files.
+
+        Raises:
+            ValueError: as :meth:`check`.
+            OSError: when the folder cannot be written (read-only, full), naming it.
+        """
         self.check()
-        for sub in ("data", "failed"):
-            (self.root / sub).mkdir(parents=True, exist_ok=True)
-            for tmp in (self.root / sub).glob(".*.tmp"):
-                tmp.unlink(missing_ok=True)
+        try:
+            for sub in ("data", "failed"):
+                (self.root / sub).mkdir(parents=True, exist_ok=True)
+                for tmp in (self.root / sub).glob(".*.tmp"):
+                    tmp.unlink(missing_ok=True)
+                with atomic_path(self.root / sub / ".probe"):
+                    pass
+                (self.root / sub / ".probe").unlink()
+        except OSError as exc:
+            raise _write_error(exc, self.root, "cannot write into the results folder") from None
         if not (self.root / self.MANIFEST).exists():
-            write_json(self.root / self.MANIFEST, {
+            self._write(self.root / self.MANIFEST, write_json, {
                 "deeplimits_version": package_version("deeplimits"),
                 "created": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
                 "cells": {}})
+        else:
+            self.index({})
         return self
 
     def path(self, key: str) -> Path:
@@ -162,12 +221,23 @@ class ResultStore:
         return json.loads(path.read_text()) if path.exists() else None
 
     def save(self, key: str, ds: xr.Dataset) -> Path:
-        path = save_dataset(ds, self.path(key))
+        """Write a finished cell (atomically).
+
+        Raises:
+            OSError: naming the file when it cannot be written; nothing partial remains.
+        """
+        path = self._write(self.path(key), save_dataset, ds)
         (self.root / "failed" / f"{key}.json").unlink(missing_ok=True)
         return path
 
     def save_failure(self, key: str, info: dict) -> None:
-        write_json(self.root / "failed" / f"{key}.json", info)
+        self._write(self.root / "failed" / f"{key}.json", write_json, info)
+
+    def _write(self, path: Path, writer, data) -> Path:
+        try:
+            return writer(path, data) if writer is write_json else writer(data, path)
+        except OSError as exc:
+            raise _write_error(exc, path, "cannot write") from None
 
     def load(self, key: str) -> xr.Dataset:
         return load_dataset(self.path(key))
@@ -175,10 +245,29 @@ class ResultStore:
     def manifest(self) -> dict:
         return json.loads((self.root / self.MANIFEST).read_text())
 
-    def index(self, cells: dict[str, dict]) -> None:
-        """Record ``cells`` (key -> description) in the manifest, with their status."""
+    def index(self, cells: dict[str, dict], every: float = 0.0) -> None:
+        """Record ``cells`` (key -> description) in the manifest, and every cell's status
+        (``done``, ``failed`` or ``pending``) as its files say. With ``every``, do nothing
+        if the last update is more recent than that many seconds (a running sweep keeps
+        the manifest current without rewriting it for every cell)."""
+        now = time.monotonic()
+        if every and now - self._indexed < every:
+            return
         manifest = self.manifest()
         for key, description in cells.items():
-            status = "done" if self.done(key) else "failed" if self.failure(key) else "pending"
-            manifest["cells"][key] = dict(description, status=status)
-        write_json(self.root / self.MANIFEST, manifest)
+            manifest["cells"][key] = dict(description)
+        for key, entry in manifest["cells"].items():
+            entry["status"] = ("done" if self.done(key) else "failed"
+                               if (self.root / "failed" / f"{key}.json").exists() else "pending")
+        self._write(self.root / self.MANIFEST, write_json, manifest)
+        self._indexed = now
+
+
+def _write_error(exc: OSError, path: Path, what: str) -> OSError:
+    """``exc`` again, of the same class (``PermissionError``, ...), with a message that names
+    ``path`` and says what to do."""
+    hint = {errno.ENOSPC: "the disk is full", errno.EDQUOT: "the disk quota is exhausted",
+            errno.EACCES: "permission denied", errno.EPERM: "permission denied",
+            errno.EROFS: "the file system is read-only"}.get(exc.errno, exc.strerror or str(exc))
+    return OSError(exc.errno, f"{what} {path}: {hint}. Finished cells are kept; fix this and "
+                   "rerun to compute the missing ones")

@@ -4,6 +4,8 @@
 - ``forward``: the law of a finite network's output at one input: moments of the log
   squared norm and of a neuron, and neuron quantiles, from the exact (or any) sampler.
 - ``kernel``: NNGP and NTK of the infinitely wide network between inputs on a circle.
+- ``gradient``: squared parameter and input gradients of a finite network at one input.
+- ``paths``: Hayou's finite-width network at t = 1: log-norm law and ReLU occupation.
 
 The network studies name their activation; since a name can be registered again with
 another function (``register_activation(..., overwrite=True)``), each cell's identity also
@@ -23,7 +25,7 @@ import xarray as xr
 
 from deeplimits.experiments.sweeps import REQUIRED, Cell, Study, register_study
 
-__all__ = ["CLAIM", "FORWARD", "KERNEL"]
+__all__ = ["CLAIM", "FORWARD", "GRADIENT", "KERNEL", "PATHS"]
 
 def _check_claim(params: dict) -> None:
     from deeplimits.experiments.claims import (
@@ -167,3 +169,76 @@ KERNEL = register_study(Study(
      "angles": 33}, _check_kernel,
     "NNGP and NTK of the wide network between inputs on a circle, against their angle",
     identity=_activation_identity))
+
+
+def _check_samples(params: dict) -> None:
+    if not (isinstance(params["samples"], int) and not isinstance(params["samples"], bool)
+            and params["samples"] >= 2):
+        raise ValueError(f"samples must be an integer >= 2, got {params['samples']!r}")
+
+
+def _check_gradient(params: dict) -> None:
+    from deeplimits.simulation.gradients import check_method, get_loss
+
+    _check_samples(params)
+    check_method(_network(params), params["method"])
+    get_loss(params["loss"])
+
+
+def _run_gradient(cell: Cell) -> xr.Dataset:
+    from deeplimits.simulation.gradients import sample_gradients
+
+    p = cell.parameters
+    net = _network(p)
+    out = sample_gradients(net, jnp.ones((1, net.width)), cell.jax_key(), samples=p["samples"],
+                           method=p["method"], loss=p["loss"])
+    w2 = np.asarray(out["weight_grad_sq"], np.float64)[:, 0]
+    b2 = np.asarray(out["bias_grad_sq"], np.float64)[:, 0]
+    grad = np.asarray(out["grad"], np.float64)[:, 0]
+    n = len(w2)
+    return xr.Dataset(
+        {"weight_grad_sq_mean": w2.mean(), "weight_grad_sq_se": w2.std(ddof=1) / np.sqrt(n),
+         "bias_grad_sq_mean": b2.mean(), "bias_grad_sq_se": b2.std(ddof=1) / np.sqrt(n),
+         "input_grad_norm_sq_mean": np.mean(np.sum(grad**2, axis=-1))},
+        attrs={"samples": p["samples"], "input": "ones(width)"})
+
+
+GRADIENT = register_study(Study(
+    "gradient", _run_gradient,
+    _NETWORK | {"samples": 1000, "method": "exact", "loss": "sin"}, _check_gradient,
+    "gradients of a finite network at one input: squared parameter and input gradients",
+    identity=_activation_identity))
+
+
+def _hayou(params: dict):
+    from deeplimits.spec.networks import hayou_resnet
+
+    return hayou_resnet(params["width"], params["depth"], params["activation"],
+                        sigma_w=params["sigma_w"])
+
+
+def _check_paths(params: dict) -> None:
+    _check_samples(params)
+    _hayou(params)
+
+
+def _run_paths(cell: Cell) -> xr.Dataset:
+    from deeplimits.simulation.finite_width import simulate_paths
+
+    p = cell.parameters
+    net = _hayou(p)
+    ds = simulate_paths(net, np.ones((1, net.width)), cell.jax_key(), samples=p["samples"])
+    final = ds.isel(time=-1, input=0)
+    log_norm = np.asarray(final["log_norm"], np.float64)
+    return xr.Dataset(
+        {"log_norm_mean": log_norm.mean(), "log_norm_var": log_norm.var(ddof=1),
+         "occupation_mean": float(np.mean(np.asarray(final["occupation"], np.float64)))},
+        attrs={"samples": p["samples"], "input": "ones(width)"})
+
+
+PATHS = register_study(Study(
+    "paths", _run_paths,
+    {"width": 4, "depth": 256, "activation": "relu", "sigma_w": 1.0, "samples": 500},
+    _check_paths,
+    "Hayou's finite-width network (1/sqrt(L) weights): log-norm law and ReLU occupation "
+    "at t = 1", identity=_activation_identity))

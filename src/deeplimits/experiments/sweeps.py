@@ -49,13 +49,13 @@ import xarray as xr
 
 from deeplimits._core.progress import progress_bar
 from deeplimits._core.registry import Registry
-from deeplimits._core.workers import core_shares, pin_next
+from deeplimits._core.workers import core_shares, init_worker
 from deeplimits.experiments.store import ResultStore, provenance
 
 __all__ = [
     "Study", "Cell", "Sweep", "SweepReport", "Executor", "InProcess", "LocalProcesses",
     "DaskExecutor", "REQUIRED", "register_study", "get_study", "studies", "get_executor",
-    "run_sweep", "collect", "save_collected"
+    "run_sweep", "collect", "save_collected", "SweepInterrupted", "SchedulerLost"
 ]
 
 REQUIRED = object()
@@ -342,12 +342,16 @@ class LocalProcesses(Executor):
     def __enter__(self):
         context = multiprocessing.get_context("spawn")
         self._pool = concurrent.futures.ProcessPoolExecutor(
-            self.workers, mp_context=context, initializer=pin_next,
-            initargs=(context.Value("i", 0), core_shares(self.workers)))
+            self.workers, mp_context=context, initializer=init_worker,
+            initargs=(context.Value("i", 0), core_shares(self.workers), os.getpid()))
         return self
 
     def __exit__(self, *exc):
-        self._pool.shutdown(wait=exc[0] is None, cancel_futures=True)
+        if exc[0] is not None:  # interrupted or failed: the cells in flight are abandoned
+            for process in list((getattr(self._pool, "_processes", None) or {}).values()):
+                with contextlib.suppress(OSError, AttributeError):
+                    process.terminate()
+        self._pool.shutdown(wait=True, cancel_futures=True)
 
     def map(self, cells):
         futures = {self._pool.submit(execute, cell): cell for cell in cells}
@@ -379,14 +383,44 @@ class DaskExecutor(Executor):
         return self
 
     def __exit__(self, *exc):
+        if exc[0] is not None:  # interrupted: the cancelled tasks' warnings are expected
+            import logging
+
+            logging.getLogger("distributed").setLevel(logging.CRITICAL)
         self._stack.close()
 
     def map(self, cells):
         from dask.distributed import as_completed
 
         futures = {self.client.submit(execute, cell, pure=False): cell for cell in cells}
-        for future in as_completed(futures):
-            yield futures[future], future.result()
+        finished = 0
+        try:
+            for future in as_completed(futures):
+                cell = futures.pop(future)
+                try:
+                    outcome = future.result()
+                except Exception as exc:  # noqa: BLE001  (sorted below)
+                    # nothing here cancels a future: cancelled means the scheduler is gone
+                    if self._lost() or "Cancelled" in type(exc).__name__:
+                        raise SchedulerLost(self._address(), finished, finished + 1
+                                            + len(futures), exc) from None
+                    # the cell's task failed outside the study (its workers kept dying:
+                    # KilledWorker): a failed cell, reported and retried on request
+                    outcome = Outcome(None, f"{type(exc).__name__}: {exc}", None, 0.0)
+                finished += 1
+                yield cell, outcome
+                if self._lost():
+                    raise SchedulerLost(self._address(), finished, finished + len(futures))
+        finally:
+            if futures and not self._lost():  # interrupted: stop the cells still queued
+                with contextlib.suppress(Exception):
+                    self.client.cancel(list(futures))
+
+    def _address(self) -> str:
+        return self.scheduler or getattr(self.client, "scheduler_address", None) or "?"
+
+    def _lost(self) -> bool:
+        return self.client.status != "running"
 
 
 EXECUTORS = ("inprocess", "local", "dask")
@@ -407,6 +441,56 @@ def get_executor(name: str, workers: int | None = None, scheduler: str | None = 
     if name == "dask":
         return DaskExecutor(scheduler, workers)
     raise ValueError(f"unknown executor {name!r}; choose from {EXECUTORS}")
+
+
+class SweepInterrupted(KeyboardInterrupt):
+    """A sweep stopped by Ctrl-C or SIGTERM; its finished cells are kept (``done`` of
+    ``total`` cells of the sweep are finished in ``folder``)."""
+
+    def __init__(self, folder, done: int, total: int, signal_name: str = "SIGINT"):
+        self.folder, self.done, self.total, self.signal_name = folder, done, total, signal_name
+        super().__init__(
+            f"interrupted ({signal_name}): {done} of {total} cells are finished in {folder}; "
+            f"rerun the same command to compute the other {total - done}")
+
+
+class SchedulerLost(ConnectionError):
+    """The Dask scheduler went away mid-sweep; the cells finished before are kept."""
+
+    def __init__(self, address: str, finished: int, outstanding: int, cause=None):
+        self.address = address
+        why = f" ({type(cause).__name__}: {cause})" if cause is not None else ""
+        super().__init__(
+            f"lost the Dask scheduler at {address}{why} after {finished} cells of this run; "
+            f"{outstanding - finished} were not finished. The finished cells are kept: "
+            "rerun when the scheduler is back to compute the rest")
+
+
+@contextlib.contextmanager
+def _signals_interrupt() -> Iterator[list[str]]:
+    """While inside, SIGTERM (``kill PID``) interrupts like Ctrl-C (a ``KeyboardInterrupt``
+    in the main thread), so the sweep ends its workers and says how to resume. Yields a
+    list that receives the name of each signal that arrived: a ``KeyboardInterrupt`` raised
+    while Python runs a garbage-collector callback is swallowed, so the sweep also checks
+    the list after each cell."""
+    import signal
+    import threading
+
+    received: list[str] = []
+    if threading.current_thread() is not threading.main_thread():
+        yield received
+        return
+
+    def interrupt(signum, frame):
+        received.append(signal.Signals(signum).name)
+        raise KeyboardInterrupt
+
+    previous = {sig: signal.signal(sig, interrupt) for sig in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        yield received
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -447,9 +531,18 @@ def run_sweep(
     console; standard error by default); ``on_cell(cell, outcome)`` is called as each cell
     arrives.
 
+    Ctrl-C and SIGTERM end the workers, record what is finished in the manifest and raise
+    :class:`SweepInterrupted` (a ``KeyboardInterrupt``) saying how to resume. The folder is
+    locked while the sweep runs: a second sweep on it is refused.
+
     Raises:
         ValueError: before any work, for a bad sweep, a folder written by another version
-            or an executor that cannot start (an unreachable scheduler).
+            or in use by another sweep, or an executor that cannot start (an unreachable
+            scheduler).
+        OSError: when a result cannot be written (a full disk, a read-only folder): the
+            message names the file; no partial file is left and finished cells are kept.
+        SchedulerLost: when the Dask scheduler goes away mid-sweep (finished cells kept).
+        SweepInterrupted: on Ctrl-C or SIGTERM.
     """
     cells = sweep.validate()
     store = ResultStore(out)
@@ -457,44 +550,67 @@ def run_sweep(
     if isinstance(executor, str):
         executor = get_executor(executor, workers, scheduler)
     start = time.perf_counter()
-    done = {c.key for c in cells if store.done(c.key)}
-    earlier = {c.key: record["error"] for c in cells
-               if c.key not in done and (record := store.failure(c.key)) is not None}
-    todo = [c for c in cells if c.key not in done and (retry_failed or c.key not in earlier)]
-    failed = {} if retry_failed else earlier  # failed cells left alone are reported again
     computed = []
     description = {c.key: c.describe() for c in cells}
     with contextlib.ExitStack() as stack:
-        if todo:
-            stack.enter_context(executor)
-        store.open()
-        store.index(description)
-        if console is None:
-            from rich.console import Console
+        received = stack.enter_context(_signals_interrupt())
+        stack.enter_context(store.lock())  # before counting what is done: no one else writes
+        done = {c.key for c in cells if store.done(c.key)}
+        earlier = {c.key: record["error"] for c in cells
+                   if c.key not in done and (record := store.failure(c.key)) is not None}
+        todo = [c for c in cells if c.key not in done and (retry_failed or c.key not in earlier)]
+        failed = {} if retry_failed else earlier  # failed cells left alone are reported again
+        try:
+            if todo:
+                stack.enter_context(executor)
+            store.open()
+            store.index(description)
+            # the manifest is brought up to date however the run ends (entered after the
+            # executor, so it runs before the workers are stopped: nothing waits on them)
+            stack.callback(_reindex_quietly, store, description)
+            if console is None:
+                from rich.console import Console
 
-            console = Console(stderr=True)
-        bar = stack.enter_context(progress_bar(disable=not progress, transient=True,
-                                               console=console))
-        task = bar.add_task(_progress_label(len(computed), failed), total=len(todo))
-        for cell, outcome in executor.map(todo) if todo else ():
-            if outcome.error is None:
-                ds = outcome.dataset
-                ds.attrs.update(_stamp(cell, outcome.seconds))
-                store.save(cell.key, ds)
-                failed.pop(cell.key, None)
-                computed.append(cell.key)
-            else:
-                store.save_failure(cell.key, cell.describe() | {
-                    "error": outcome.error, "traceback": outcome.traceback,
-                    "seconds": outcome.seconds})
-                failed[cell.key] = outcome.error
-            if on_cell is not None:
-                on_cell(cell, outcome)
-            bar.update(task, advance=1, description=_progress_label(len(computed), failed))
-        store.index(description)
+                console = Console(stderr=True)
+            bar = stack.enter_context(progress_bar(disable=not progress, transient=True,
+                                                   console=console))
+            task = bar.add_task(_progress_label(len(computed), failed), total=len(todo))
+            for cell, outcome in executor.map(todo) if todo else ():
+                if outcome.error is None:
+                    ds = outcome.dataset
+                    ds.attrs.update(_stamp(cell, outcome.seconds))
+                    store.save(cell.key, ds)
+                    failed.pop(cell.key, None)
+                    computed.append(cell.key)
+                else:
+                    store.save_failure(cell.key, cell.describe() | {
+                        "error": outcome.error, "traceback": outcome.traceback,
+                        "seconds": outcome.seconds})
+                    failed[cell.key] = outcome.error
+                if on_cell is not None:
+                    on_cell(cell, outcome)
+                bar.update(task, advance=1, description=_progress_label(len(computed), failed))
+                store.index(description, every=5.0)
+                if received:  # a signal whose KeyboardInterrupt was swallowed
+                    raise KeyboardInterrupt
+        except KeyboardInterrupt:
+            finished = sum(store.done(c.key) for c in cells)
+            interrupted = SweepInterrupted(store.root, finished, len(cells),
+                                           received[0] if received else "SIGINT")
+        else:
+            interrupted = None
+    if interrupted is not None:
+        raise interrupted
     skipped = tuple(c.key for c in cells if c.key in done)
     return SweepReport(tuple(cells), tuple(computed), skipped, failed,
                        time.perf_counter() - start, store)
+
+
+def _reindex_quietly(store: ResultStore, description: dict) -> None:
+    """Bring the manifest up to date, unless writing fails (a full disk): the error that
+    ended the run is the one to report, and the files remain the truth."""
+    with contextlib.suppress(OSError):
+        store.index(description)
 
 
 def _progress_label(done: int, failed: Mapping) -> str:
