@@ -8,8 +8,6 @@ from pathlib import Path
 
 import typer.core
 
-typer.core.HAS_RICH = False  # plain click help: no box drawing, no terminal-width wrapping
-
 HEADER = """# Command line
 
 The `deeplimits` command (installed by `pip install .`). Each subcommand's `--help` is
@@ -36,7 +34,12 @@ def render() -> str:
             for name in cmd.list_commands(ctx):
                 walk(cmd.get_command(ctx, name), [*path, name])
 
-    walk(get_command(app), ["deeplimits"])
+    has_rich = typer.core.HAS_RICH
+    typer.core.HAS_RICH = False  # plain click help: no box drawing, no terminal wrapping
+    try:
+        walk(get_command(app), ["deeplimits"])
+    finally:
+        typer.core.HAS_RICH = has_rich
     return "\n".join(out)
 
 

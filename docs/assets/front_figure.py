@@ -18,7 +18,6 @@ import numpy as np  # noqa: E402
 import deeplimits as dl  # noqa: E402
 from deeplimits import closed_forms, finite_width  # noqa: E402
 
-
 OUT = Path(__file__).with_name("front_figure.png")
 
 
