@@ -26,7 +26,7 @@ ROOT = Path(__file__).resolve().parents[1]
 README = ROOT / "README.md"
 CI = ROOT / ".ci" / "run"
 
-BLOCK = re.compile(r"(?:<!--\s*(?P<marker>[a-z-]+)(?::(?P<why>[^>]*))?-->\s*\n)?"
+BLOCK = re.compile(r"(?:<!--\s*(?P<marker>[a-z-]+)(?::(?P<why>[^>]*?))?\s*-->\s*\n)?"
                    r"```(?P<lang>[a-z]*)\n(?P<code>.*?)\n```", re.S)
 
 
@@ -37,9 +37,10 @@ def blocks(text: str, lang: str) -> list[tuple[str | None, str]]:
 
 
 def test_block_parser():
-    text = "a\n```python\nx = 1\n```\n<!-- slow: minutes -->\n```python\ny = 2\n```\n"
+    text = ("a\n```python\nx = 1\n```\n<!-- slow: minutes -->\n```python\ny = 2\n```\n"
+            "<!-- test-command -->\n```bash\nls\n```\n")
     assert blocks(text, "python") == [(None, "x = 1"), ("slow", "y = 2")]
-    assert blocks(text, "bash") == []
+    assert blocks(text, "bash") == [("test-command", "ls")]
 
 
 PYTHON = blocks(README.read_text(encoding="utf-8"), "python")
@@ -147,7 +148,7 @@ def _shell(cmd: list[str], bin_dir: Path, tmp_path: Path, uid: int, pytest_rc: i
     env = {"PATH": str(bin_dir), "FAKE_LOG": str(log), "FAKE_UID": str(uid),
            "FAKE_PYTEST_RC": str(pytest_rc), "HOME": str(tmp_path)}
     done = subprocess.run(cmd, cwd=cwd, env=env, capture_output=True, text=True, timeout=60)
-    calls = log.read_text().splitlines() if log.exists() else []
+    calls = [c.rstrip() for c in log.read_text().splitlines()] if log.exists() else []
     return done, calls
 
 
@@ -235,3 +236,17 @@ def test_readme_chromium_step_as_a_real_sudo_user(tmp_path):
     finally:
         sudoers.unlink()
         subprocess.run(["userdel", "-r", user], capture_output=True)
+
+
+def test_browser_test_says_exactly_what_to_run():
+    """When Chromium is missing, the browser test's message holds the README's own
+    install step, verbatim."""
+    import ast
+
+    tree = ast.parse((ROOT / "tests" / "test_report_browser.py").read_text(encoding="utf-8"))
+    messages = [node.args[0].value for node in ast.walk(tree)
+                if isinstance(node, ast.Call) and getattr(node.func, "attr", "") == "fail"
+                and node.args and isinstance(node.args[0], ast.Constant)]
+    step = test_command().split(";")[0].split("|| ", 1)[1]
+    assert step.startswith("$( [") and "apt-get install" in step
+    assert any(step in m for m in messages), (step, messages)
