@@ -84,3 +84,19 @@ def test_cli_page_is_current():
     render = runpy.run_path(str(API / "cli_page.py"))["render"]
     assert (API / "cli.md").read_text(encoding="utf-8") == render(), (
         "docs/api/cli.md is stale: run `python3 docs/api/cli_page.py`")
+
+
+LAYERS = ["spec", "data", "analysis", "simulation", "wide", "experiments"]
+
+
+def test_every_public_module_of_a_layer_has_its_section():
+    """A module added to a layer (one with an ``__all__``) gets its ``::: module`` section
+    on the layer's page, so the reference does not silently fall behind the package."""
+    targets = directives()
+    missing = []
+    for layer in LAYERS:
+        for path in sorted((ROOT / "src" / "deeplimits" / layer).glob("[!_]*.py")):
+            module = f"deeplimits.{layer}.{path.stem}"
+            if "__all__" in path.read_text(encoding="utf-8") and module not in targets:
+                missing.append(f"{module} (add `::: {module}` to docs/api/{layer}.md)")
+    assert not missing, "\n".join(missing)
