@@ -3,7 +3,7 @@
 Hayou's 1/sqrt(L) network at width n = 4 and depth L = 1000, phi(x) = 2x + 1 (a GBM-family
 activation, finite_width.md §5): the simulated law of log|phi(X_1)|/|phi(X_0)| from 20 000
 exact samples against its closed form N(a^2 (1/2 - 1/n) t, a^2 t/n). Rerun with
-``python3 docs/assets/front_figure.py`` (about 10 s on two CPU cores).
+``python3 docs/assets/front_figure.py`` (28 s measured on two shared CPU cores).
 """
 
 from pathlib import Path
