@@ -15,7 +15,11 @@ def _chromium() -> str:
         path = shutil.which(name)
         if path:
             return path
-    pytest.fail("headless Chromium is needed: `apt-get install chromium` (.ci/run does it)")
+    pytest.fail("headless Chromium is needed and none is on PATH (chromium, chromium-browser "
+                "or google-chrome). Install Debian's package with\n"
+                "    $( [ \"$(id -u)\" = 0 ] || echo sudo ) sh -c 'apt-get update -qq && "
+                "DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium'\n"
+                "(the README's test command and .ci/run do this when it is missing)")
 
 
 def test_report_table_and_figures_render_in_chromium(tmp_path):
