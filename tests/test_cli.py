@@ -191,3 +191,70 @@ def test_regress_on_user_data_shows_form_b_is_linear(tmp_path):
 def test_regress_rejects_bad_options(tmp_path, args, message):
     r = runner.invoke(app, ["regress", *args])
     assert r.exit_code == 2 and message in " ".join(r.output.split())
+
+
+# --------------------------------------------------------------------------------------
+# bad files and folders: a clear message and status 2, before any work (issue 19, item 9)
+# --------------------------------------------------------------------------------------
+@pytest.mark.parametrize("name,text,message", [
+    ("ragged.csv", "1,2\n3,4\n5\n", "line 3 has 1 values, the first row has 2"),
+    ("bad.csv", "1,2\n3,x\n", "line 2: 'x' is not a number"),
+    ("empty.csv", "\n", "holds no rows"),
+    ("bad.npy", "not an array", "cannot read"),
+    ("x.json", "[[1, 2]]", "must be a .npy, .csv or .txt file"),
+])
+def test_kernel_refuses_unreadable_inputs_with_a_message(tmp_path, name, text, message):
+    (tmp_path / name).write_text(text)
+    r = runner.invoke(app, ["kernel", "--x", str(tmp_path / name),
+                            "--out", str(tmp_path / "o" / "k.nc")])
+    assert r.exit_code == 2 and message in " ".join(r.output.split()), r.output
+    assert r.exception is None or isinstance(r.exception, SystemExit)
+    assert not (tmp_path / "o").exists()
+
+
+def test_inputs_with_a_header_row_are_read(tmp_path):
+    from deeplimits.cli._common import load_inputs
+
+    (tmp_path / "h.csv").write_text("age,height\n1,2\n3,4.5\n")
+    (tmp_path / "h.txt").write_text("# a comment\nage height\n1 2\n3 4.5\n")
+    (tmp_path / "y.csv").write_text("label\nbenign\nmalignant\n")
+    for name in ("h.csv", "h.txt"):
+        np.testing.assert_array_equal(load_inputs(tmp_path / name), [[1, 2], [3, 4.5]])
+    assert load_inputs(tmp_path / "y.csv", numeric=False).ravel().tolist() == [
+        "label", "benign", "malignant"]  # names throughout: no row is a header
+
+
+@pytest.mark.parametrize("command", [
+    ["kernel", "--x", "X"], ["simulate", "--samples", "10", "--depth", "10"],
+    ["regress", "--dataset", "wine"], ["finite-width", "dead", "--samples", "10"],
+    ["conv", "kernel", "--digits", "0"], ["gradients", "simulate", "--samples", "10"],
+])
+def test_an_output_folder_that_cannot_be_made_is_refused_before_the_work(tmp_path, command):
+    np.save(tmp_path / "X.npy", np.ones((3, 2)))
+    (tmp_path / "file").write_text("a file, not a folder")
+    command = [str(tmp_path / "X.npy") if a == "X" else a for a in command]
+    r = runner.invoke(app, [*command, "--out", str(tmp_path / "file" / "sub" / "o.nc")])
+    assert r.exit_code == 2, r.output
+    assert "is a file, not a folder" in " ".join(r.output.split())
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["X.npy", "file"]
+
+
+def test_reproduce_refuses_a_results_folder_that_cannot_be_made(tmp_path):
+    (tmp_path / "file").write_text("")
+    r = runner.invoke(app, ["reproduce", "--only", "B2-exact",
+                            "--out", str(tmp_path / "file" / "r")])
+    assert r.exit_code == 2 and "is a file, not a folder" in " ".join(r.output.split())
+
+
+def test_a_string_where_a_number_belongs_names_the_parameter():
+    import deeplimits as dl
+
+    for name in ("sigma_w", "sigma_b", "sigma_u", "horizon"):
+        with pytest.raises(TypeError, match=f"{name} must be a real number, got '1' \\(str\\)"):
+            dl.ResNet(width=2, depth=2, **{name: "1"})
+    with pytest.raises(TypeError, match="sigma_A must be a real number"):
+        dl.InputLayer(2, sigma_A="1")
+    with pytest.raises(TypeError, match="sigma_v must be a real number"):
+        dl.Readout(sigma_v="1")
+    r = runner.invoke(app, ["simulate", "--sigma-w", "abc"])
+    assert r.exit_code == 2 and "--sigma-w" in r.output

@@ -12,7 +12,7 @@ import numpy as np
 import typer
 
 from deeplimits._core.progress import progress_bar
-from deeplimits.cli._common import Form, Scaling, check_output, err, fail
+from deeplimits.cli._common import Form, Scaling, check_output, err, fail, load_inputs
 
 app = typer.Typer(no_args_is_help=True, help="Convolutional ResNets on images: finite "
                   "networks, their SDE and their wide-channel kernels.")
@@ -25,7 +25,7 @@ def _images(digits: str, images: Path | None) -> np.ndarray:
     if images is not None:
         if not images.exists() or images.suffix != ".npy":
             raise fail(f"--images must be an existing .npy file, got {images}")
-        return np.load(images)
+        return load_inputs(images)
     try:
         return digits_images([int(i) for i in digits.split(",")])
     except ValueError as exc:

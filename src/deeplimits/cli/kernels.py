@@ -50,8 +50,7 @@ def kernel(
 
     if which not in ("nngp", "ntk", "both"):
         raise fail(f"--which must be nngp, ntk or both, got {which!r}")
-    if out.suffix not in (".npy", ".nc", ".zarr"):
-        raise fail(f"output {out} must end in .npy, .nc or .zarr")
+    check_output(out, ".npy", ".nc", ".zarr", folder=out.suffix == ".zarr")
     if out.suffix == ".npy" and which == "both":
         raise fail("a .npy output holds one kernel: pass --which nngp or --which ntk")
     depth_value = _depth(depth)
@@ -133,8 +132,8 @@ def regress(
     items: list = list(names)
     if x is not None:
         try:
-            items.append(split_arrays(x.stem, load_inputs(x), np.ravel(load_inputs(y)),
-                                      task=task, seed=seed))
+            labels = np.ravel(load_inputs(y, numeric=False))
+            items.append(split_arrays(x.stem, load_inputs(x), labels, task=task, seed=seed))
         except ValueError as exc:
             raise fail(str(exc)) from None
     if not items:

@@ -85,11 +85,20 @@ def split_arrays(name: str, X, y, *, task: str = "auto", test_size: float = 0.25
                          f"at least 4 samples; got {X.shape} and {y.shape}")
     if not np.all(np.isfinite(X)) or (y.dtype.kind == "f" and not np.all(np.isfinite(y))):
         raise ValueError("X and y must be finite (found NaN or infinity)")
+    names = y.dtype.kind in "USO"  # class names such as "benign"
     if task == "auto":
-        integer = y.dtype.kind in "iub" or np.all(np.mod(y, 1) == 0)
-        task = "classification" if integer and len(np.unique(y)) <= 20 else "regression"
+        integer = names or y.dtype.kind in "iub" or np.all(np.mod(y, 1) == 0)
+        task = ("classification" if names or (integer and len(np.unique(y)) <= 20)
+                else "regression")
     if task not in ("classification", "regression"):
         raise ValueError(f"task must be 'classification', 'regression' or 'auto', got {task!r}")
+    if names and task == "regression":
+        raise ValueError("regression needs numeric targets, got class names in y")
+    if task == "classification":
+        counts = np.unique(y, return_counts=True)[1]
+        if len(counts) < 2 or counts.min() < 2:
+            raise ValueError(f"classification needs at least 2 classes with at least 2 samples "
+                             f"each, got class sizes {sorted(counts.tolist())}")
     return _make_split(name, task, X, y, test_size=test_size, seed=seed,
                        max_samples=max_samples)
 
