@@ -258,3 +258,59 @@ def test_a_string_where_a_number_belongs_names_the_parameter():
         dl.Readout(sigma_v="1")
     r = runner.invoke(app, ["simulate", "--sigma-w", "abc"])
     assert r.exit_code == 2 and "--sigma-w" in r.output
+
+
+# --------------------------------------------------------------------------------------
+# help text (issue 19, item 12)
+# --------------------------------------------------------------------------------------
+def _commands():
+    """Every command path, e.g. ("conv", "simulate"), with its click command."""
+    import typer.main
+
+    def walk(cmd, path):
+        yield path, cmd
+        for name, sub in getattr(cmd, "commands", {}).items():
+            yield from walk(sub, (*path, name))
+
+    return list(walk(typer.main.get_command(app), ()))
+
+
+def test_every_help_page_is_plain_and_spells_out_one_way():
+    from deeplimits.cli._common import ACTIVATIONS
+
+    pages = 0
+    for path, cmd in _commands():
+        r = runner.invoke(app, [*path, "--help"], env={"COLUMNS": "200"})
+        assert r.exit_code == 0, (path, r.output)
+        assert "<bool>" not in r.output, path
+        assert "--output" not in r.output, path  # one spelling: --out
+        for param in getattr(cmd, "params", []):
+            # these two take their own families (closed forms; trainable models), listed
+            if "--activation" in param.opts and path not in (("finite-width", "law"),
+                                                              ("scaling", "train")):
+                assert all(name in r.output for name in ACTIVATIONS), path
+        pages += 1
+    assert pages >= 20
+
+
+def test_help_lists_every_registered_activation():
+    import deeplimits as dl
+    from deeplimits.cli._common import ACTIVATIONS
+    from deeplimits.spec.activations import _ALIASES  # noqa: PLC2701 - the aliases it lists
+
+    assert sorted(ACTIVATIONS) == sorted(set(dl.activation_names()) - set(_ALIASES))
+
+
+def test_conv_simulate_does_not_offer_form_c(tmp_path):
+    r = runner.invoke(app, ["conv", "simulate", "--help"], env={"COLUMNS": "200"})
+    assert "<A|B>" in r.output and "A|B|C" not in r.output
+    r = runner.invoke(app, ["conv", "simulate", "--form", "C", "--out", str(tmp_path / "c.nc")])
+    assert r.exit_code == 2 and list(tmp_path.iterdir()) == []
+
+
+def test_scaling_analyze_output_is_a_hidden_alias_of_out(tmp_path):
+    r = runner.invoke(app, ["scaling", "analyze", str(tmp_path), "--output", "s.txt"])
+    assert r.exit_code == 2 and "deprecated" in r.output and "must end in .nc" in r.output
+    r = runner.invoke(app, ["scaling", "analyze", str(tmp_path), "--out", "a.nc",
+                            "--output", "b.nc"])
+    assert r.exit_code == 2 and "give only --out" in r.output

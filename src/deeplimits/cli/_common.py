@@ -20,6 +20,28 @@ class Form(StrEnum):
     C = "C"
 
 
+class ConvForm(StrEnum):
+    """Forms of conv networks (form C has no conv version)."""
+
+    A = "A"
+    B = "B"
+
+
+class Law(StrEnum):
+    gaussian = "gaussian"
+    rademacher = "rademacher"
+    uniform = "uniform"
+
+
+#: the registered activations (``deeplimits.activation_names()`` without aliases), named
+#: here so that ``--help`` does not import the numerical layers; a test keeps them equal
+ACTIVATIONS = ("abs", "erf", "gelu", "identity", "leaky_relu", "relu", "sin",
+               "softplus_shifted", "swish", "tanh")
+
+#: help of every ``--activation`` option
+ACTIVATION_HELP = f"Activation: {', '.join(ACTIVATIONS)} (linear = identity)."
+
+
 class SamplerName(StrEnum):
     exact = "exact"
     dense = "dense"
@@ -103,6 +125,17 @@ def load_inputs(path: Path, *, numeric: bool = True) -> np.ndarray:
         arr = _parse_table(path, "," if path.suffix == ".csv" else None, numeric)
         return arr
     raise fail(f"inputs must be a .npy, .csv or .txt file, got {path.name}")
+
+
+def renamed_option(old, new, old_name: str, new_name: str):
+    """The value of an option renamed from ``old_name`` to ``new_name`` (the old spelling
+    still works, hidden from ``--help``, with a warning; giving both is an error)."""
+    if old is None:
+        return new
+    if new is not None:
+        raise fail(f"{old_name} is the old spelling of {new_name}: give only {new_name}")
+    err.print(f"[yellow]warning:[/] {old_name} is deprecated; use {new_name}")
+    return old
 
 
 def check_writable(path: Path) -> None:

@@ -11,7 +11,15 @@ import numpy as np
 import typer
 
 from deeplimits._core.progress import progress_bar
-from deeplimits.cli._common import Form, Scale, check_output, err, fail, load_inputs
+from deeplimits.cli._common import (
+    ACTIVATION_HELP,
+    Form,
+    Scale,
+    check_output,
+    err,
+    fail,
+    load_inputs,
+)
 
 
 def _depth(value: str) -> float:
@@ -30,7 +38,7 @@ def kernel(
     x: Annotated[Path, typer.Option(help="Inputs (.npy or .csv), one row per input.")],
     x2: Annotated[Path | None, typer.Option(help="Second inputs (default: --x).")] = None,
     form: Annotated[Form, typer.Option(help="Residual block form.")] = Form.A,
-    activation: Annotated[str, typer.Option(help="Activation name.")] = "relu",
+    activation: Annotated[str, typer.Option(help=ACTIVATION_HELP)] = "relu",
     depth: Annotated[str, typer.Option(help="Depth L, or 'inf' for the ODE limit.")] = "inf",
     sigma_w: Annotated[float, typer.Option(help="Weight scale.")] = 1.0,
     sigma_b: Annotated[float, typer.Option(help="Bias scale.")] = 0.0,

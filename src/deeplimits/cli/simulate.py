@@ -11,12 +11,22 @@ import numpy as np
 import typer
 
 from deeplimits._core.progress import progress_bar
-from deeplimits.cli._common import Form, SamplerName, Scaling, check_output, err, fail, load_inputs
+from deeplimits.cli._common import (
+    ACTIVATION_HELP,
+    Form,
+    Law,
+    SamplerName,
+    Scaling,
+    check_output,
+    err,
+    fail,
+    load_inputs,
+)
 
 
 def simulate(
     form: Annotated[Form, typer.Option(help="Residual block form.")] = Form.A,
-    activation: Annotated[str, typer.Option(help="Activation name.")] = "relu",
+    activation: Annotated[str, typer.Option(help=ACTIVATION_HELP)] = "relu",
     width: Annotated[int, typer.Option(help="Width n.")] = 4,
     depth: Annotated[int, typer.Option(help="Depth L.")] = 1000,
     samples: Annotated[int, typer.Option(help="Independent networks.")] = 10_000,
@@ -24,7 +34,8 @@ def simulate(
     x: Annotated[Path | None, typer.Option(help="Inputs from a .npy or .csv file.")] = None,
     sampler: Annotated[SamplerName, typer.Option(help="Sampler.")] = SamplerName.exact,
     steps: Annotated[int | None, typer.Option(help="Steps of the sde sampler.")] = None,
-    law: Annotated[str, typer.Option(help="gaussian, rademacher or uniform.")] = "gaussian",
+    law: Annotated[Law, typer.Option(help="Law of the standardised parameters.")
+                   ] = Law.gaussian,
     scaling: Annotated[Scaling, typer.Option(help="Parameter scaling.")] = Scaling.shrinking,
     sigma_w: Annotated[float, typer.Option(help="Weight scale.")] = 1.0,
     sigma_b: Annotated[float, typer.Option(help="Bias scale.")] = 0.0,
@@ -47,7 +58,7 @@ def simulate(
     check_output(figure, ".png")
     try:
         net = ResNet(width=width, depth=depth, form=form.value, activation=activation,
-                     sigma_w=sigma_w, sigma_b=sigma_b, law=law, scaling=scaling.value,
+                     sigma_w=sigma_w, sigma_b=sigma_b, law=law.value, scaling=scaling.value,
                      width_scaled=width_scaled)
         if samples <= 0:
             raise ValueError(f"samples must be a positive integer, got {samples}")
