@@ -314,3 +314,41 @@ def test_scaling_analyze_output_is_a_hidden_alias_of_out(tmp_path):
     r = runner.invoke(app, ["scaling", "analyze", str(tmp_path), "--out", "a.nc",
                             "--output", "b.nc"])
     assert r.exit_code == 2 and "give only --out" in r.output
+
+
+# --------------------------------------------------------------------------------------
+# cost estimates before long work (issue 19, item 10)
+# --------------------------------------------------------------------------------------
+def test_cost_estimate_scales_with_samples_and_depth():
+    import deeplimits as dl
+    from deeplimits.experiments.simulate import estimate_seconds, format_seconds
+
+    net = dl.ResNet(width=4, depth=1000)
+    base = estimate_seconds(net, 1, 1000)
+    assert estimate_seconds(net.replace(depth=10**9), 1, 1000) == pytest.approx(1e6 * base)
+    assert estimate_seconds(net, 1, 4000) == pytest.approx(4 * base)
+    assert estimate_seconds(net, 1, 1000, "dense") > base  # n^2 + n numbers per layer, not n
+    assert estimate_seconds(net, 1, 1000, "sde", steps=10) == pytest.approx(base / 100)
+    assert format_seconds(30) == "30 s" and format_seconds(7200) == "2 h"
+
+
+def test_a_huge_depth_prints_an_estimate_and_warns(tmp_path):
+    from deeplimits.cli._common import report_cost
+
+    r = runner.invoke(app, ["simulate", "--depth", str(10**9), "--samples", "100",
+                            "--trajectory", "--out", str(tmp_path / "s.nc")])
+    text = " ".join(r.output.split())
+    assert r.exit_code == 2 and "GiB, more than this machine's" in text, r.output
+    assert "estimated to take about 3.2 days" in text  # 1e11 sample-layers
+    assert list(tmp_path.iterdir()) == []
+    with pytest.MonkeyPatch.context() as mp:  # the notes go to the error console
+        from deeplimits.cli import _common
+
+        lines = []
+        mp.setattr(_common.err, "print", lambda m: lines.append(m))
+        report_cost(5.0)
+        report_cost(30.0)
+        report_cost(1e5, 3 * 2**30, hint="use less")
+    assert lines[0].startswith("estimated time: about 30 s")
+    assert "warning" in lines[1] and "1.2 days" in lines[1] and "use less" in lines[1]
+    assert "3 GiB" in lines[2]

@@ -127,6 +127,33 @@ def load_inputs(path: Path, *, numeric: bool = True) -> np.ndarray:
     raise fail(f"inputs must be a .npy, .csv or .txt file, got {path.name}")
 
 
+#: estimated run times (seconds) from which a command prints its estimate, and warns
+NOTE_SECONDS, WARN_SECONDS = 10.0, 600.0
+#: result sizes (bytes) from which a command warns
+WARN_BYTES = 2 * 2**30
+
+
+def report_cost(seconds: float, result_bytes: float = 0.0, *, hint: str = "") -> None:
+    """Print the estimated cost of a run before it starts: a note from
+    :data:`NOTE_SECONDS`, a warning from :data:`WARN_SECONDS` or :data:`WARN_BYTES`; a
+    result larger than the machine's memory exits with status 2 (it could not be held)."""
+    from deeplimits.experiments.simulate import format_seconds
+
+    hint = f"; {hint}" if hint else ""
+    if seconds >= WARN_SECONDS:
+        err.print(f"[bold yellow]warning:[/] this run is estimated to take about "
+                  f"{format_seconds(seconds)} on one CPU core{hint}")
+    elif seconds >= NOTE_SECONDS:
+        err.print(f"estimated time: about {format_seconds(seconds)} on one CPU core")
+    memory = os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+    if result_bytes > memory:
+        raise fail(f"the result would hold about {result_bytes / 2**30:.3g} GiB, more than this "
+                   f"machine's {memory / 2**30:.3g} GiB of memory{hint}")
+    if result_bytes >= WARN_BYTES:
+        err.print(f"[bold yellow]warning:[/] the result will hold about "
+                  f"{result_bytes / 2**30:.3g} GiB in memory and on disk{hint}")
+
+
 def renamed_option(old, new, old_name: str, new_name: str):
     """The value of an option renamed from ``old_name`` to ``new_name`` (the old spelling
     still works, hidden from ``--help``, with a warning; giving both is an error)."""

@@ -21,6 +21,7 @@ from deeplimits.cli._common import (
     err,
     fail,
     load_inputs,
+    report_cost,
 )
 
 app = typer.Typer(no_args_is_help=True, help="Jacobians and gradients of random ResNets: "
@@ -122,8 +123,13 @@ def simulate(
         from deeplimits._core.validation import check_inputs
 
         xs = np.asarray(check_inputs(net, xs, np.float64))
+        from deeplimits.experiments.simulate import estimate_seconds
+
+        sampler = {"sde": "sde", "autodiff": "dense"}.get(method.value, "exact")
+        seconds = estimate_seconds(net, len(xs), samples, sampler, steps, factor=3.0)
     except ValueError as exc:
         raise fail(str(exc)) from None
+    report_cost(seconds, hint="fewer --samples or a smaller --depth cost less")
     try:
         closed_form = jacobian_log_norm_law(net) if scaling == Scaling.shrinking else None
     except ValueError:

@@ -21,6 +21,7 @@ from deeplimits.cli._common import (
     err,
     fail,
     load_inputs,
+    report_cost,
 )
 
 
@@ -48,7 +49,12 @@ def simulate(
 ) -> None:
     """Sample a network, compare it with its limit, and save a dataset and a figure."""
     from deeplimits.experiments.report import figure_png
-    from deeplimits.experiments.simulate import default_inputs, network_config, plot_simulation
+    from deeplimits.experiments.simulate import (
+        default_inputs,
+        estimate_seconds,
+        network_config,
+        plot_simulation,
+    )
     from deeplimits.experiments.simulate import simulate as run
     from deeplimits.experiments.store import atomic_path, provenance, save_dataset
     from deeplimits.spec.networks import ResNet
@@ -69,9 +75,14 @@ def simulate(
         from deeplimits.simulation.samplers import get_sampler
 
         check_inputs(net, xs, np.float64)
-        get_sampler(sampler.value, net, steps).check(net)
+        sampler_obj = get_sampler(sampler.value, net, steps)
+        sampler_obj.check(net)
     except ValueError as exc:
         raise fail(str(exc)) from None
+    k = len(np.atleast_2d(xs))
+    kept = samples * k * width * (sampler_obj.steps(net) + 1 if trajectory else 1)
+    report_cost(estimate_seconds(net, k, samples, sampler.value, steps), 8.0 * kept,
+                hint="fewer --samples or a smaller --depth (or --steps) cost less")
 
     start = time.perf_counter()
     with progress_bar(console=err, transient=True) as bar:
