@@ -352,3 +352,41 @@ def test_a_huge_depth_prints_an_estimate_and_warns(tmp_path):
     assert lines[0].startswith("estimated time: about 30 s")
     assert "warning" in lines[1] and "1.2 days" in lines[1] and "use less" in lines[1]
     assert "3 GiB" in lines[2]
+
+
+# --------------------------------------------------------------------------------------
+# regress says what it did, takes an activation and a sample cap, classifies (item 2)
+# --------------------------------------------------------------------------------------
+def test_regress_classifies_named_labels_and_says_what_it_did(tmp_path):
+    rng = np.random.default_rng(0)
+    X = rng.standard_normal((60, 3))
+    labels = np.where(X[:, 0] * X[:, 1] > 0, "same", "opposite")  # XOR: not linear
+    np.savetxt(tmp_path / "X.csv", X, delimiter=",", header="a,b,c", comments="")
+    (tmp_path / "y.csv").write_text("label\n" + "\n".join(labels) + "\n")
+    r = runner.invoke(app, ["regress", "--x", str(tmp_path / "X.csv"), "--y",
+                            str(tmp_path / "y.csv"), "--models", "C", "--activation", "relu",
+                            "--max-samples", "48", "--out", str(tmp_path / "t.nc")])
+    assert r.exit_code == 0, r.output
+    text = " ".join(r.output.split())
+    assert "subsampled to 48 of 60" in text and "36 train / 12 test" in text
+    assert "kernel regression on one-hot labels, argmax, accuracy" in text
+    assert "RK4 with 16 steps" in text and "best test accuracy" in text
+    t = load_dataset(tmp_path / "t.nc")
+    assert list(t.model.values) == ["C-weakly", "C-fully", "rbf-gp", "ridge"]
+    assert int(t.n_available.sel(dataset="X")) == 60 and t.attrs["activations"] == "C: relu"
+    score = t.score.sel(dataset="X")
+    # 12 test points: the kernel classifier beats the linear one on XOR by > 2 points
+    assert float(score.sel(model="C-weakly")) > float(score.sel(model="ridge")) + 2 / 12
+
+
+@pytest.mark.parametrize("args,message", [
+    (["--activation", "relu"], "kernel model B (leave it out of the models"),
+    (["--models", "A,D"], "unknown kernel model 'D'"),
+    (["--max-samples", "3"], "--max-samples must be an integer >= 4 or 'all'"),
+    (["--task", "regression"], "--task applies to your data"),
+])
+def test_regress_checks_its_new_options_before_any_fit(tmp_path, args, message):
+    r = runner.invoke(app, ["regress", "--dataset", "wine", "--out", str(tmp_path / "t.nc"),
+                            *args])
+    assert r.exit_code == 2 and message in " ".join(r.output.split()), r.output
+    assert list(tmp_path.iterdir()) == []
