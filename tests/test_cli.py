@@ -191,3 +191,202 @@ def test_regress_on_user_data_shows_form_b_is_linear(tmp_path):
 def test_regress_rejects_bad_options(tmp_path, args, message):
     r = runner.invoke(app, ["regress", *args])
     assert r.exit_code == 2 and message in " ".join(r.output.split())
+
+
+# --------------------------------------------------------------------------------------
+# bad files and folders: a clear message and status 2, before any work (issue 19, item 9)
+# --------------------------------------------------------------------------------------
+@pytest.mark.parametrize("name,text,message", [
+    ("ragged.csv", "1,2\n3,4\n5\n", "line 3 has 1 values, the first row has 2"),
+    ("bad.csv", "1,2\n3,x\n", "line 2: 'x' is not a number"),
+    ("empty.csv", "\n", "holds no rows"),
+    ("bad.npy", "not an array", "cannot read"),
+    ("x.json", "[[1, 2]]", "must be a .npy, .csv or .txt file"),
+])
+def test_kernel_refuses_unreadable_inputs_with_a_message(tmp_path, name, text, message):
+    (tmp_path / name).write_text(text)
+    r = runner.invoke(app, ["kernel", "--x", str(tmp_path / name),
+                            "--out", str(tmp_path / "o" / "k.nc")])
+    assert r.exit_code == 2 and message in " ".join(r.output.split()), r.output
+    assert r.exception is None or isinstance(r.exception, SystemExit)
+    assert not (tmp_path / "o").exists()
+
+
+def test_inputs_with_a_header_row_are_read(tmp_path):
+    from deeplimits.cli._common import load_inputs
+
+    (tmp_path / "h.csv").write_text("age,height\n1,2\n3,4.5\n")
+    (tmp_path / "h.txt").write_text("# a comment\nage height\n1 2\n3 4.5\n")
+    (tmp_path / "y.csv").write_text("label\nbenign\nmalignant\n")
+    for name in ("h.csv", "h.txt"):
+        np.testing.assert_array_equal(load_inputs(tmp_path / name), [[1, 2], [3, 4.5]])
+    assert load_inputs(tmp_path / "y.csv", numeric=False).ravel().tolist() == [
+        "label", "benign", "malignant"]  # names throughout: no row is a header
+
+
+@pytest.mark.parametrize("command", [
+    ["kernel", "--x", "X"], ["simulate", "--samples", "10", "--depth", "10"],
+    ["regress", "--dataset", "wine"], ["finite-width", "dead", "--samples", "10"],
+    ["conv", "kernel", "--digits", "0"], ["gradients", "simulate", "--samples", "10"],
+])
+def test_an_output_folder_that_cannot_be_made_is_refused_before_the_work(tmp_path, command):
+    np.save(tmp_path / "X.npy", np.ones((3, 2)))
+    (tmp_path / "file").write_text("a file, not a folder")
+    command = [str(tmp_path / "X.npy") if a == "X" else a for a in command]
+    r = runner.invoke(app, [*command, "--out", str(tmp_path / "file" / "sub" / "o.nc")])
+    assert r.exit_code == 2, r.output
+    assert "is a file, not a folder" in " ".join(r.output.split())
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["X.npy", "file"]
+
+
+def test_reproduce_refuses_a_results_folder_that_cannot_be_made(tmp_path):
+    (tmp_path / "file").write_text("")
+    r = runner.invoke(app, ["reproduce", "--only", "B2-exact",
+                            "--out", str(tmp_path / "file" / "r")])
+    assert r.exit_code == 2 and "is a file, not a folder" in " ".join(r.output.split())
+
+
+def test_a_string_where_a_number_belongs_names_the_parameter():
+    import deeplimits as dl
+
+    for name in ("sigma_w", "sigma_b", "sigma_u", "horizon"):
+        with pytest.raises(TypeError, match=f"{name} must be a real number, got '1' \\(str\\)"):
+            dl.ResNet(width=2, depth=2, **{name: "1"})
+    with pytest.raises(TypeError, match="sigma_A must be a real number"):
+        dl.InputLayer(2, sigma_A="1")
+    with pytest.raises(TypeError, match="sigma_v must be a real number"):
+        dl.Readout(sigma_v="1")
+    r = runner.invoke(app, ["simulate", "--sigma-w", "abc"])
+    assert r.exit_code == 2 and "--sigma-w" in r.output
+
+
+# --------------------------------------------------------------------------------------
+# help text (issue 19, item 12)
+# --------------------------------------------------------------------------------------
+def _commands():
+    """Every command path, e.g. ("conv", "simulate"), with its click command."""
+    import typer.main
+
+    def walk(cmd, path):
+        yield path, cmd
+        for name, sub in getattr(cmd, "commands", {}).items():
+            yield from walk(sub, (*path, name))
+
+    return list(walk(typer.main.get_command(app), ()))
+
+
+def test_every_help_page_is_plain_and_spells_out_one_way():
+    from deeplimits.cli._common import ACTIVATIONS
+
+    pages = 0
+    for path, cmd in _commands():
+        r = runner.invoke(app, [*path, "--help"], env={"COLUMNS": "200"})
+        assert r.exit_code == 0, (path, r.output)
+        assert "<bool>" not in r.output, path
+        assert "--output" not in r.output, path  # one spelling: --out
+        for param in getattr(cmd, "params", []):
+            # these two take their own families (closed forms; trainable models), listed
+            if "--activation" in param.opts and path not in (("finite-width", "law"),
+                                                              ("scaling", "train")):
+                assert all(name in r.output for name in ACTIVATIONS), path
+        pages += 1
+    assert pages >= 20
+
+
+def test_help_lists_every_registered_activation():
+    import deeplimits as dl
+    from deeplimits.cli._common import ACTIVATIONS
+    from deeplimits.spec.activations import _ALIASES  # noqa: PLC2701 - the aliases it lists
+
+    assert sorted(ACTIVATIONS) == sorted(set(dl.activation_names()) - set(_ALIASES))
+
+
+def test_conv_simulate_does_not_offer_form_c(tmp_path):
+    r = runner.invoke(app, ["conv", "simulate", "--help"], env={"COLUMNS": "200"})
+    assert "<A|B>" in r.output and "A|B|C" not in r.output
+    r = runner.invoke(app, ["conv", "simulate", "--form", "C", "--out", str(tmp_path / "c.nc")])
+    assert r.exit_code == 2 and list(tmp_path.iterdir()) == []
+
+
+def test_scaling_analyze_output_is_a_hidden_alias_of_out(tmp_path):
+    r = runner.invoke(app, ["scaling", "analyze", str(tmp_path), "--output", "s.txt"])
+    assert r.exit_code == 2 and "deprecated" in r.output and "must end in .nc" in r.output
+    r = runner.invoke(app, ["scaling", "analyze", str(tmp_path), "--out", "a.nc",
+                            "--output", "b.nc"])
+    assert r.exit_code == 2 and "give only --out" in r.output
+
+
+# --------------------------------------------------------------------------------------
+# cost estimates before long work (issue 19, item 10)
+# --------------------------------------------------------------------------------------
+def test_cost_estimate_scales_with_samples_and_depth():
+    import deeplimits as dl
+    from deeplimits.experiments.simulate import estimate_seconds, format_seconds
+
+    net = dl.ResNet(width=4, depth=1000)
+    base = estimate_seconds(net, 1, 1000)
+    assert estimate_seconds(net.replace(depth=10**9), 1, 1000) == pytest.approx(1e6 * base)
+    assert estimate_seconds(net, 1, 4000) == pytest.approx(4 * base)
+    assert estimate_seconds(net, 1, 1000, "dense") > base  # n^2 + n numbers per layer, not n
+    assert estimate_seconds(net, 1, 1000, "sde", steps=10) == pytest.approx(base / 100)
+    assert format_seconds(30) == "30 s" and format_seconds(7200) == "2 h"
+
+
+def test_a_huge_depth_prints_an_estimate_and_warns(tmp_path):
+    from deeplimits.cli._common import report_cost
+
+    r = runner.invoke(app, ["simulate", "--depth", str(10**9), "--samples", "100",
+                            "--trajectory", "--out", str(tmp_path / "s.nc")])
+    text = " ".join(r.output.split())
+    assert r.exit_code == 2 and "GiB, more than this machine's" in text, r.output
+    assert "estimated to take about 3.2 days" in text  # 1e11 sample-layers
+    assert list(tmp_path.iterdir()) == []
+    with pytest.MonkeyPatch.context() as mp:  # the notes go to the error console
+        from deeplimits.cli import _common
+
+        lines = []
+        mp.setattr(_common.err, "print", lambda m: lines.append(m))
+        report_cost(5.0)
+        report_cost(30.0)
+        report_cost(1e5, 3 * 2**30, hint="use less")
+    assert lines[0].startswith("estimated time: about 30 s")
+    assert "warning" in lines[1] and "1.2 days" in lines[1] and "use less" in lines[1]
+    assert "3 GiB" in lines[2]
+
+
+# --------------------------------------------------------------------------------------
+# regress says what it did, takes an activation and a sample cap, classifies (item 2)
+# --------------------------------------------------------------------------------------
+def test_regress_classifies_named_labels_and_says_what_it_did(tmp_path):
+    rng = np.random.default_rng(0)
+    X = rng.standard_normal((60, 3))
+    labels = np.where(X[:, 0] * X[:, 1] > 0, "same", "opposite")  # XOR: not linear
+    np.savetxt(tmp_path / "X.csv", X, delimiter=",", header="a,b,c", comments="")
+    (tmp_path / "y.csv").write_text("label\n" + "\n".join(labels) + "\n")
+    r = runner.invoke(app, ["regress", "--x", str(tmp_path / "X.csv"), "--y",
+                            str(tmp_path / "y.csv"), "--models", "C", "--activation", "relu",
+                            "--max-samples", "48", "--out", str(tmp_path / "t.nc")])
+    assert r.exit_code == 0, r.output
+    text = " ".join(r.output.split())
+    assert "subsampled to 48 of 60" in text and "36 train / 12 test" in text
+    assert "kernel regression on one-hot labels, argmax, accuracy" in text
+    assert "RK4 with 16 steps" in text and "best test accuracy" in text
+    t = load_dataset(tmp_path / "t.nc")
+    assert list(t.model.values) == ["C-weakly", "C-fully", "rbf-gp", "ridge"]
+    assert int(t.n_available.sel(dataset="X")) == 60 and t.attrs["activations"] == "C: relu"
+    score = t.score.sel(dataset="X")
+    # 12 test points: the kernel classifier beats the linear one on XOR by > 2 points
+    assert float(score.sel(model="C-weakly")) > float(score.sel(model="ridge")) + 2 / 12
+
+
+@pytest.mark.parametrize("args,message", [
+    (["--activation", "relu"], "kernel model B (leave it out of the models"),
+    (["--models", "A,D"], "unknown kernel model 'D'"),
+    (["--max-samples", "3"], "--max-samples must be an integer >= 4 or 'all'"),
+    (["--task", "regression"], "--task applies to your data"),
+])
+def test_regress_checks_its_new_options_before_any_fit(tmp_path, args, message):
+    r = runner.invoke(app, ["regress", "--dataset", "wine", "--out", str(tmp_path / "t.nc"),
+                            *args])
+    assert r.exit_code == 2 and message in " ".join(r.output.split()), r.output
+    assert list(tmp_path.iterdir()) == []

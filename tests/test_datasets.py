@@ -146,3 +146,22 @@ def test_regression_table_bad_arguments():
         regression_table(("wine",), scale="huge")
     with pytest.raises(ValueError, match="kernel model"):
         regression_table(("wine",), models=("D",))
+
+
+def test_split_arrays_takes_class_names_and_records_the_subsample():
+    from deeplimits.data.tabular import split_arrays
+
+    rng = np.random.default_rng(1)
+    X = rng.standard_normal((40, 2))
+    y = np.where(X[:, 0] > 0, "yes", "no")
+    s = split_arrays("names", X, y, max_samples=20)
+    assert s.task == "classification" and list(s.classes) == ["no", "yes"]
+    assert s.n_available == 40 and len(s.X_train) + len(s.X_test) == 20
+    assert s.Y_train.shape == (15, 2) and np.all(s.Y_train.sum(1) == 1)  # one-hot
+    with pytest.raises(ValueError, match="regression needs numeric targets"):
+        split_arrays("names", X, y, task="regression")
+    with pytest.raises(ValueError, match="at least 2 samples each"):
+        split_arrays("one", X, np.r_[["a"], ["b"] * 39])
+    with pytest.raises(ValueError, match="max_samples must be an integer >= 4"):
+        split_arrays("names", X, y, max_samples=2.5)
+    assert load_split("wine").n_available == 178

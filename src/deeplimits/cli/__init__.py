@@ -18,6 +18,7 @@ from deeplimits.cli.sweep import collect, plot, sweep
 __all__ = ["app"]
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_show_locals=False,
+                  rich_markup_mode=None,
                   help="Very deep residual networks as diffusions: simulate and reproduce.")
 
 

@@ -12,7 +12,16 @@ import numpy as np
 import typer
 
 from deeplimits._core.progress import progress_bar
-from deeplimits.cli._common import Form, Scaling, check_output, err, fail
+from deeplimits.cli._common import (
+    ACTIVATION_HELP,
+    ConvForm,
+    SamplerName,
+    Scaling,
+    check_output,
+    err,
+    fail,
+    load_inputs,
+)
 
 app = typer.Typer(no_args_is_help=True, help="Convolutional ResNets on images: finite "
                   "networks, their SDE and their wide-channel kernels.")
@@ -25,7 +34,7 @@ def _images(digits: str, images: Path | None) -> np.ndarray:
     if images is not None:
         if not images.exists() or images.suffix != ".npy":
             raise fail(f"--images must be an existing .npy file, got {images}")
-        return np.load(images)
+        return load_inputs(images)
     try:
         return digits_images([int(i) for i in digits.split(",")])
     except ValueError as exc:
@@ -40,12 +49,13 @@ def simulate(
     channels: Annotated[int, typer.Option(help="Channels C.")] = 16,
     depth: Annotated[int, typer.Option(help="Depth L.")] = 64,
     kernel_size: Annotated[int, typer.Option(help="Filter size per dimension.")] = 3,
-    form: Annotated[Form, typer.Option(help="A or B.")] = Form.A,
-    activation: Annotated[str, typer.Option(help="Activation name.")] = "tanh",
+    form: Annotated[ConvForm, typer.Option(help="Residual block form (no form C for conv).")
+                    ] = ConvForm.A,
+    activation: Annotated[str, typer.Option(help=ACTIVATION_HELP)] = "tanh",
     sigma_w: Annotated[float, typer.Option(help="Weight scale.")] = 1.0,
     sigma_b: Annotated[float, typer.Option(help="Bias scale.")] = 0.0,
     scaling: Annotated[Scaling, typer.Option(help="Parameter scaling.")] = Scaling.shrinking,
-    sampler: Annotated[str, typer.Option(help="dense, exact or sde.")] = "exact",
+    sampler: Annotated[SamplerName, typer.Option(help="Sampler.")] = SamplerName.exact,
     samples: Annotated[int, typer.Option(help="Independent networks.")] = 1000,
     seed: Annotated[int, typer.Option(help="Random seed.")] = 0,
     out: Annotated[Path, typer.Option(help="Dataset (.nc).")] = Path("results/conv.nc"),
@@ -73,15 +83,13 @@ def simulate(
                          kernel_size=kernel_size, form=form.value, activation=activation,
                          sigma_w=sigma_w, sigma_b=sigma_b, in_channels=np.shape(imgs)[1],
                          scaling=scaling.value)
-        if sampler not in ("dense", "exact", "sde"):
-            raise ValueError(f"sampler must be dense, exact or sde, got {sampler!r}")
     except ValueError as exc:
         raise fail(str(exc)) from None
     start = time.perf_counter()
     with progress_bar(console=err, transient=True) as bar:
-        task = bar.add_task(f"{sampler} sampler", total=samples)
+        task = bar.add_task(f"{sampler.value} sampler", total=samples)
         try:
-            X = sample_conv(net, imgs, jax.random.key(seed), samples=samples, sampler=sampler,
+            X = sample_conv(net, imgs, jax.random.key(seed), samples=samples, sampler=sampler.value,
                             progress=lambda k: bar.advance(task, k))
         except ValueError as exc:
             raise fail(str(exc)) from None
@@ -92,7 +100,7 @@ def simulate(
                          len(spatial))]), np.asarray(imgs))})
     config = dict(channels=channels, depth=depth, kernel_size=kernel_size, form=form.value,
                   activation=activation, sigma_w=sigma_w, sigma_b=sigma_b,
-                  scaling=scaling.value, sampler=sampler, samples=samples)
+                  scaling=scaling.value, sampler=sampler.value, samples=samples)
     ds.attrs.update(provenance(config, seed))
     save_dataset(ds, out)
     fig, axes = figure(2)
@@ -117,7 +125,7 @@ def kernel(
                       ] = None,
     depth: Annotated[str, typer.Option(help="Depth L, or 'inf' for the ODE.")] = "inf",
     kernel_size: Annotated[int, typer.Option(help="Filter size per dimension.")] = 3,
-    activation: Annotated[str, typer.Option(help="Activation name.")] = "relu",
+    activation: Annotated[str, typer.Option(help=ACTIVATION_HELP)] = "relu",
     sigma_w: Annotated[float, typer.Option(help="Weight scale.")] = 1.0,
     sigma_b: Annotated[float, typer.Option(help="Bias scale.")] = 0.0,
     readout: Annotated[str, typer.Option(help="flatten or gap.")] = "flatten",

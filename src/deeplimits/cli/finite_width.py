@@ -13,7 +13,7 @@ from typing import Annotated
 
 import typer
 
-from deeplimits.cli._common import check_output, err, fail
+from deeplimits.cli._common import ACTIVATION_HELP, check_output, err, fail
 
 app = typer.Typer(no_args_is_help=True, help="Fixed width, infinite depth (finite_width.md).")
 
@@ -217,7 +217,7 @@ def dead(
 def limits(
     widths: Annotated[str, typer.Option(help="Widths, e.g. '4,16,64'.")] = "4,16,64,256",
     depths: Annotated[str, typer.Option(help="Depths, e.g. '4,16,64'.")] = "4,16,64,256",
-    activation: Annotated[str, typer.Option(help="Activation name.")] = "relu",
+    activation: Annotated[str, typer.Option(help=ACTIVATION_HELP)] = "relu",
     rho: Annotated[float, typer.Option(help="Cosine of the two inputs.")] = 0.5,
     samples: Samples = 2_000,
     seed: Seed = 0,
@@ -252,7 +252,8 @@ def limits(
 
 @app.command()
 def nongaussian(
-    activations: Annotated[str, typer.Option(help="Activations, e.g. 'identity,relu'.")] = (
+    activations: Annotated[str, typer.Option(
+        help="Comma-separated activations, e.g. 'identity,relu'. " + ACTIVATION_HELP)] = (
         "identity,relu"),
     widths: Annotated[str, typer.Option(help="Widths, e.g. '1,2,4,8,16'.")] = "1,2,4,8,16,32",
     depths: Annotated[str, typer.Option(help="Depths, e.g. '4,32,256'.")] = "4,16,64,256",

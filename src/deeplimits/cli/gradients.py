@@ -12,7 +12,17 @@ import numpy as np
 import typer
 
 from deeplimits._core.progress import progress_bar
-from deeplimits.cli._common import Form, Scaling, check_output, err, fail, load_inputs
+from deeplimits.cli._common import (
+    ACTIVATION_HELP,
+    Form,
+    Law,
+    Scaling,
+    check_output,
+    err,
+    fail,
+    load_inputs,
+    report_cost,
+)
 
 app = typer.Typer(no_args_is_help=True, help="Jacobians and gradients of random ResNets: "
                   "autodiff, the joint (X, J) SDE, and the exact forward-backward sampler.")
@@ -64,7 +74,7 @@ def _plot(ds, closed_form):
 def simulate(
     method: Annotated[Method, typer.Option(help="exact, autodiff or sde.")] = Method.exact,
     form: Annotated[Form, typer.Option(help="Residual block form.")] = Form.A,
-    activation: Annotated[str, typer.Option(help="Activation name.")] = "relu",
+    activation: Annotated[str, typer.Option(help=ACTIVATION_HELP)] = "relu",
     width: Annotated[int, typer.Option(help="Width n.")] = 16,
     depth: Annotated[int, typer.Option(help="Depth L.")] = 1000,
     samples: Annotated[int, typer.Option(help="Independent networks.")] = 10_000,
@@ -72,7 +82,8 @@ def simulate(
     x: Annotated[Path | None, typer.Option(help="Inputs from a .npy or .csv file.")] = None,
     loss: Annotated[Loss, typer.Option(help="Loss of each output.")] = Loss.sin,
     steps: Annotated[int | None, typer.Option(help="Steps of the sde method.")] = None,
-    law: Annotated[str, typer.Option(help="gaussian, rademacher or uniform.")] = "gaussian",
+    law: Annotated[Law, typer.Option(help="Law of the standardised parameters.")
+                   ] = Law.gaussian,
     scaling: Annotated[Scaling, typer.Option(help="Parameter scaling.")] = Scaling.shrinking,
     sigma_w: Annotated[float, typer.Option(help="Weight scale.")] = 1.0,
     sigma_b: Annotated[float, typer.Option(help="Bias scale.")] = 0.0,
@@ -101,7 +112,7 @@ def simulate(
     check_output(figure, ".png")
     try:
         net = ResNet(width=width, depth=depth, form=form.value, activation=activation,
-                     sigma_w=sigma_w, sigma_b=sigma_b, law=law, scaling=scaling.value,
+                     sigma_w=sigma_w, sigma_b=sigma_b, law=law.value, scaling=scaling.value,
                      width_scaled=width_scaled)
         check_method(net, method.value)
         for name, value in (("samples", samples), ("inputs", inputs)) + (
@@ -112,8 +123,13 @@ def simulate(
         from deeplimits._core.validation import check_inputs
 
         xs = np.asarray(check_inputs(net, xs, np.float64))
+        from deeplimits.experiments.simulate import estimate_seconds
+
+        sampler = {"sde": "sde", "autodiff": "dense"}.get(method.value, "exact")
+        seconds = estimate_seconds(net, len(xs), samples, sampler, steps, factor=3.0)
     except ValueError as exc:
         raise fail(str(exc)) from None
+    report_cost(seconds, hint="fewer --samples or a smaller --depth cost less")
     try:
         closed_form = jacobian_log_norm_law(net) if scaling == Scaling.shrinking else None
     except ValueError:

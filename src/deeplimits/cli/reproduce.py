@@ -8,7 +8,14 @@ from typing import Annotated
 import jax
 import typer
 
-from deeplimits.cli._common import ExecutorName, Scale, err, fail, make_executor
+from deeplimits.cli._common import (
+    ExecutorName,
+    Scale,
+    check_writable,
+    err,
+    fail,
+    make_executor,
+)
 
 
 def reproduce(
@@ -40,6 +47,7 @@ def reproduce(
             return
         claim_sweep(scale.value, seed, only).validate()
         ResultStore(out).check()
+        check_writable(out / "manifest.json")
         pool = make_executor(executor, workers, scheduler)
     except ValueError as exc:
         raise fail(str(exc)) from None

@@ -20,7 +20,7 @@ from typing import Annotated
 import numpy as np
 import typer
 
-from deeplimits.cli._common import check_output, err, fail
+from deeplimits.cli._common import check_output, err, fail, renamed_option
 
 app = typer.Typer(no_args_is_help=True, help="Scaling of trained weights with depth.")
 
@@ -160,7 +160,9 @@ def analyze(
     n_boot: Annotated[int, typer.Option(help="Bootstrap resamples.")] = 2000,
     resolution: Annotated[float | None, typer.Option(
         help="Band half-width (default log 2 / log(L_max/L_min)).")] = None,
-    output: Annotated[Path | None, typer.Option(help="Save the statistics (.nc).")] = None,
+    out: Annotated[Path | None, typer.Option(help="Save the statistics (.nc).")] = None,
+    output: Annotated[Path | None, typer.Option(
+        hidden=True, help="Deprecated spelling of --out.")] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print a JSON summary.")] = False,
 ) -> None:
     """Slopes of every statistic with intervals, and the regime verdict."""
@@ -176,6 +178,7 @@ def analyze(
 
     branch_scale = None
     try:
+        output = renamed_option(output, out, "--output", "--out")
         if output is not None:
             check_output(output, ".nc")
         if n_boot < 1:

@@ -11,12 +11,23 @@ import numpy as np
 import typer
 
 from deeplimits._core.progress import progress_bar
-from deeplimits.cli._common import Form, SamplerName, Scaling, check_output, err, fail, load_inputs
+from deeplimits.cli._common import (
+    ACTIVATION_HELP,
+    Form,
+    Law,
+    SamplerName,
+    Scaling,
+    check_output,
+    err,
+    fail,
+    load_inputs,
+    report_cost,
+)
 
 
 def simulate(
     form: Annotated[Form, typer.Option(help="Residual block form.")] = Form.A,
-    activation: Annotated[str, typer.Option(help="Activation name.")] = "relu",
+    activation: Annotated[str, typer.Option(help=ACTIVATION_HELP)] = "relu",
     width: Annotated[int, typer.Option(help="Width n.")] = 4,
     depth: Annotated[int, typer.Option(help="Depth L.")] = 1000,
     samples: Annotated[int, typer.Option(help="Independent networks.")] = 10_000,
@@ -24,7 +35,8 @@ def simulate(
     x: Annotated[Path | None, typer.Option(help="Inputs from a .npy or .csv file.")] = None,
     sampler: Annotated[SamplerName, typer.Option(help="Sampler.")] = SamplerName.exact,
     steps: Annotated[int | None, typer.Option(help="Steps of the sde sampler.")] = None,
-    law: Annotated[str, typer.Option(help="gaussian, rademacher or uniform.")] = "gaussian",
+    law: Annotated[Law, typer.Option(help="Law of the standardised parameters.")
+                   ] = Law.gaussian,
     scaling: Annotated[Scaling, typer.Option(help="Parameter scaling.")] = Scaling.shrinking,
     sigma_w: Annotated[float, typer.Option(help="Weight scale.")] = 1.0,
     sigma_b: Annotated[float, typer.Option(help="Bias scale.")] = 0.0,
@@ -37,7 +49,12 @@ def simulate(
 ) -> None:
     """Sample a network, compare it with its limit, and save a dataset and a figure."""
     from deeplimits.experiments.report import figure_png
-    from deeplimits.experiments.simulate import default_inputs, network_config, plot_simulation
+    from deeplimits.experiments.simulate import (
+        default_inputs,
+        estimate_seconds,
+        network_config,
+        plot_simulation,
+    )
     from deeplimits.experiments.simulate import simulate as run
     from deeplimits.experiments.store import atomic_path, provenance, save_dataset
     from deeplimits.spec.networks import ResNet
@@ -47,7 +64,7 @@ def simulate(
     check_output(figure, ".png")
     try:
         net = ResNet(width=width, depth=depth, form=form.value, activation=activation,
-                     sigma_w=sigma_w, sigma_b=sigma_b, law=law, scaling=scaling.value,
+                     sigma_w=sigma_w, sigma_b=sigma_b, law=law.value, scaling=scaling.value,
                      width_scaled=width_scaled)
         if samples <= 0:
             raise ValueError(f"samples must be a positive integer, got {samples}")
@@ -58,9 +75,14 @@ def simulate(
         from deeplimits.simulation.samplers import get_sampler
 
         check_inputs(net, xs, np.float64)
-        get_sampler(sampler.value, net, steps).check(net)
+        sampler_obj = get_sampler(sampler.value, net, steps)
+        sampler_obj.check(net)
     except ValueError as exc:
         raise fail(str(exc)) from None
+    k = len(np.atleast_2d(xs))
+    kept = samples * k * width * (sampler_obj.steps(net) + 1 if trajectory else 1)
+    report_cost(estimate_seconds(net, k, samples, sampler.value, steps), 8.0 * kept,
+                hint="fewer --samples or a smaller --depth (or --steps) cost less")
 
     start = time.perf_counter()
     with progress_bar(console=err, transient=True) as bar:

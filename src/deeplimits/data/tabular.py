@@ -56,7 +56,7 @@ class DataSplit:
     """A standardised train/test split.
 
     ``Y_*`` are the regression targets (one-hot for classification, one column otherwise);
-    ``y_*`` the raw labels or targets.
+    ``y_*`` the raw labels or targets; ``n_available`` the samples before subsampling.
     """
 
     name: str
@@ -68,6 +68,8 @@ class DataSplit:
     y_train: np.ndarray
     y_test: np.ndarray
     classes: np.ndarray | None
+    #: samples before the subsampling to ``max_samples`` (train + test are what was kept)
+    n_available: int | None = None
 
     @property
     def n_features(self) -> int:
@@ -85,11 +87,20 @@ def split_arrays(name: str, X, y, *, task: str = "auto", test_size: float = 0.25
                          f"at least 4 samples; got {X.shape} and {y.shape}")
     if not np.all(np.isfinite(X)) or (y.dtype.kind == "f" and not np.all(np.isfinite(y))):
         raise ValueError("X and y must be finite (found NaN or infinity)")
+    names = y.dtype.kind in "USO"  # class names such as "benign"
     if task == "auto":
-        integer = y.dtype.kind in "iub" or np.all(np.mod(y, 1) == 0)
-        task = "classification" if integer and len(np.unique(y)) <= 20 else "regression"
+        integer = names or y.dtype.kind in "iub" or np.all(np.mod(y, 1) == 0)
+        task = ("classification" if names or (integer and len(np.unique(y)) <= 20)
+                else "regression")
     if task not in ("classification", "regression"):
         raise ValueError(f"task must be 'classification', 'regression' or 'auto', got {task!r}")
+    if names and task == "regression":
+        raise ValueError("regression needs numeric targets, got class names in y")
+    if task == "classification":
+        counts = np.unique(y, return_counts=True)[1]
+        if len(counts) < 2 or counts.min() < 2:
+            raise ValueError(f"classification needs at least 2 classes with at least 2 samples "
+                             f"each, got class sizes {sorted(counts.tolist())}")
     return _make_split(name, task, X, y, test_size=test_size, seed=seed,
                        max_samples=max_samples)
 
@@ -108,6 +119,11 @@ def load_split(name: str, *, max_samples: int | None = None, test_size: float = 
 
 
 def _make_split(name, task, X, y, *, test_size, seed, max_samples) -> DataSplit:
+    if max_samples is not None and (isinstance(max_samples, bool) or not isinstance(
+            max_samples, int | np.integer) or max_samples < 4):
+        raise ValueError(f"max_samples must be an integer >= 4 or None (every sample), got "
+                         f"{max_samples!r}")
+    n_available = len(X)
     strat = y if task == "classification" else None
     if max_samples is not None and max_samples < len(X):
         X, _, y, _ = train_test_split(X, y, train_size=max_samples, random_state=seed,
@@ -126,4 +142,4 @@ def _make_split(name, task, X, y, *, test_size, seed, max_samples) -> DataSplit:
         Y_tr = np.asarray(y_tr, dtype=np.float64)[:, None]
         Y_te = np.asarray(y_te, dtype=np.float64)[:, None]
     return DataSplit(name, task, X_tr, X_te, Y_tr, Y_te, np.asarray(y_tr), np.asarray(y_te),
-                     classes)
+                     classes, n_available)

@@ -141,6 +141,7 @@ def regression_table(
     steps: int | None = None,
     time: float = math.inf,
     models=("A", "B", "C"),
+    activation: str | None = None,
     baselines: bool = True,
     progress=None,
 ) -> xr.Dataset:
@@ -156,6 +157,8 @@ def regression_table(
         test_size, seed: the fixed train/test split (and CV folds).
         time: gradient-flow time of the kernel predictors (``math.inf``: converged).
         models: kernel families from :data:`KERNEL_MODELS`.
+        activation: one activation name for every kernel family instead of theirs (form B
+            needs one that is C^2 at 0 with phi(0) = 0, checked before any fit).
         baselines: add the RBF-kernel GP and ``RidgeCV``.
         progress: optional callable receiving a message per fitted model.
 
@@ -166,7 +169,9 @@ def regression_table(
         level and ``RidgeCV``'s alpha otherwise), ``hyperparameters`` (text),
         ``affine_residual``, ``rel_diff_from_ridge`` (RMS difference of the test predictions
         from ``RidgeCV``'s, relative to the RMS of the latter about the mean) and
-        ``fit_seconds``.
+        ``fit_seconds``; per data set ``metric``, ``n_train``, ``n_test``, ``n_features`` and
+        ``n_available`` (samples before subsampling to ``max_samples``). Classification sets
+        are fitted as kernel regression on one-hot labels and classified by the argmax.
     """
     if scale not in SCALES:
         raise ValueError(f"scale must be one of {tuple(SCALES)}, got {scale!r}")
@@ -177,9 +182,18 @@ def regression_table(
                      ("ridge", ridge_grid), ("steps", steps)):
         if val is not None:
             cfg[key] = val
+    specs = {}
     for m in models:
         if m not in KERNEL_MODELS:
             raise ValueError(f"unknown kernel model {m!r}; choose from {tuple(KERNEL_MODELS)}")
+        specs[m] = dict(KERNEL_MODELS[m])
+        if activation is not None:
+            specs[m]["activation"] = activation
+            try:  # the family's network, checked now rather than after the other fits
+                resnet_for_kernel(2, **specs[m])
+            except ValueError as exc:
+                raise ValueError(f"kernel model {m} (leave it out of the models to skip it) "
+                                 f"with activation {activation!r}: {exc}") from None
     names = [f"{m}-{t}" for m in models for t in ("weakly", "fully")]
     if baselines:
         names += ["rbf-gp", "ridge"]
@@ -188,7 +202,7 @@ def regression_table(
                                                 "affine_residual", "rel_diff_from_ridge",
                                                 "fit_seconds")}
     text = np.full(shape, "", dtype=object)
-    metric, n_train, n_test, n_feat = [], [], [], []
+    metric, n_train, n_test, n_feat, n_avail = [], [], [], [], []
     splits = [d if isinstance(d, DataSplit) else
               load_split(d, max_samples=cfg["max_samples"], test_size=test_size, seed=seed)
               for d in datasets]
@@ -198,9 +212,11 @@ def regression_table(
         n_train.append(len(split.X_train))
         n_test.append(len(split.X_test))
         n_feat.append(split.n_features)
+        n_avail.append(split.n_available if split.n_available is not None
+                       else n_train[-1] + n_test[-1])
         records = {}
         for m in models:
-            fam = _fit_kernel_family(split, KERNEL_MODELS[m], cfg["sigma_w"], cfg["sigma_b"],
+            fam = _fit_kernel_family(split, specs[m], cfg["sigma_w"], cfg["sigma_b"],
                                      cfg["ridge"], cfg["folds"], cfg["steps"], seed, time)
             for t, rec in fam.items():
                 records[f"{m}-{t}"] = rec
@@ -229,10 +245,12 @@ def regression_table(
     data["n_train"] = ("dataset", np.array(n_train))
     data["n_test"] = ("dataset", np.array(n_test))
     data["n_features"] = ("dataset", np.array(n_feat))
+    data["n_available"] = ("dataset", np.array(n_avail))
     attrs = {"scale": scale, "seed": seed, "test_size": test_size, "folds": cfg["folds"],
              "steps": cfg["steps"], "sigma_w_grid": list(cfg["sigma_w"]),
              "sigma_b_grid": list(cfg["sigma_b"]), "ridge_grid": list(cfg["ridge"]),
              "time": str(time), "max_samples": str(cfg["max_samples"]),
+             "activations": ", ".join(f"{m}: {specs[m]['activation']}" for m in models),
              "description": "test accuracy (classification) or RMSE (diabetes) of wide-ResNet "
                             "kernel predictors (depth = inf) and baselines"}
     return xr.Dataset(data, coords={"dataset": list(datasets), "model": names}, attrs=attrs)

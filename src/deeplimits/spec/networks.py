@@ -31,6 +31,15 @@ __all__ = ["ResNet", "ResNetParams", "InputLayer", "Readout", "hayou_resnet"]
 SCALINGS = ("shrinking", "iid")
 
 
+def _require_real(value, name: str) -> None:
+    """``TypeError`` naming ``name`` unless ``value`` is a real number (no str, bool, None),
+    checked before any arithmetic so the message is not Python's nameless one."""
+    if value is None or isinstance(value, str | bytes | bool | complex) or (
+            hasattr(value, "dtype") and not jnp.issubdtype(value.dtype, jnp.number)):
+        raise TypeError(f"{name} must be a real number, got {value!r} "
+                        f"({type(value).__name__})")
+
+
 class InputLayer(eqx.Module):
     """``x_0 = sigma_A A x / sqrt(d) + sigma_a a`` with standardised ``A`` (n x d), ``a`` (n).
 
@@ -45,6 +54,8 @@ class InputLayer(eqx.Module):
     def __check_init__(self):
         _require(isinstance(self.dim, int) and self.dim > 0, f"input dim must be a positive "
                  f"integer, got {self.dim!r}")
+        _require_real(self.sigma_A, "sigma_A")
+        _require_real(self.sigma_a, "sigma_a")
         _require(self.sigma_A >= 0 and self.sigma_a >= 0, "input-layer scales must be >= 0")
 
     def gram(self, x: jax.Array) -> jax.Array:
@@ -77,6 +88,12 @@ class Readout(eqx.Module):
     sigma_v: float = 1.0
     sigma_v0: float = 0.0
     post_activation: bool = False
+
+    def __check_init__(self):
+        for name in ("sigma_v", "sigma_v0"):
+            _require_real(getattr(self, name), name)
+            _require(getattr(self, name) >= 0, f"{name} must be >= 0, got "
+                     f"{getattr(self, name)!r}")
 
     def apply(self, key, X, activation: Activation, law: ParameterLaw) -> jax.Array:
         """``(k, n) -> (k,)`` for one draw of ``(v, v_0)``."""
@@ -167,12 +184,16 @@ class ResNet(DepthSteps, eqx.Module):
                  f"{self.depth!r}")
         _require(self.scaling in SCALINGS, f"scaling must be one of {SCALINGS}, got "
                  f"{self.scaling!r}")
+        for name in ("sigma_w", "sigma_b", "sigma_u", "horizon"):
+            _require_real(getattr(self, name), name)
         for name in ("sigma_w", "sigma_b", "sigma_u"):
             value = getattr(self, name)
             _require(math.isfinite(value) and value >= 0, f"{name} must be a finite number "
                      f">= 0, got {value!r}")
         _require(math.isfinite(self.horizon) and self.horizon > 0,
                  f"horizon must be > 0, got {self.horizon!r}")
+        if isinstance(self.mu_b, str | bytes):
+            raise TypeError(f"mu_b must be a number or an array, got {self.mu_b!r}")
         mu = jnp.asarray(self.mu_b)
         _require(mu.ndim == 0 or mu.shape == (self.width,),
                  f"mu_b must be a scalar or have shape ({self.width},), got {mu.shape}")
