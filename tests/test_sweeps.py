@@ -412,3 +412,14 @@ def test_the_gradient_and_finite_width_studies_sweep_and_collect(tmp_path, study
     assert np.all(np.isfinite(ds[variable]))
     with pytest.raises(ValueError, match="samples must be an integer >= 2"):
         Sweep(study, config={"samples": 1}).validate()
+
+
+def test_collect_when_only_the_seed_varies(tmp_path):
+    """A sweep over seeds alone collects to a dataset with a seed dimension (it raised
+    'cannot unstack dimensions that do not have exactly one multi-index')."""
+    sweep = Sweep("forward", grid={"width": [4]}, seeds=[0, 1, 2],
+                  config={"depth": 16, "samples": 50})
+    run_sweep(sweep, tmp_path / "r", executor="inprocess", progress=False)
+    ds = collect(tmp_path / "r")
+    assert ds.sizes["seed"] == 3 and list(ds.seed.values) == [0, 1, 2]
+    assert "cell" not in ds.dims

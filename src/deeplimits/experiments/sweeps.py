@@ -657,7 +657,10 @@ def collect(out: str | os.PathLike, sweep: Sweep | None = None) -> xr.Dataset:
         parts.append(ds.expand_dims(cell=[key]).assign_coords(
             {n: ("cell", [v]) for n, v in coords.items()}))
     merged = xr.concat(parts, dim="cell", join="outer", combine_attrs="drop")
-    merged = merged.set_index(cell=[*varying, "seed"]).unstack("cell")
+    if varying:
+        merged = merged.set_index(cell=[*varying, "seed"]).unstack("cell")
+    else:  # only the seed varies: one plain index, which unstack cannot take
+        merged = merged.swap_dims({"cell": "seed"}).drop_vars("cell")
     # every cell of the sweep has its place, NaN until it is finished
     everything = {n: list(dict.fromkeys(_coordinate(d["params"][n]) for d in described.values()))
                   for n in varying} | {"seed": sorted({d["seed"] for d in described.values()})}
