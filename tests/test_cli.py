@@ -390,3 +390,13 @@ def test_regress_checks_its_new_options_before_any_fit(tmp_path, args, message):
                             *args])
     assert r.exit_code == 2 and message in " ".join(r.output.split()), r.output
     assert list(tmp_path.iterdir()) == []
+
+
+def test_sweep_refuses_an_output_folder_it_cannot_create_before_any_work(tmp_path):
+    (tmp_path / "blocker").write_text("a file where the folder would go")
+    spec = tmp_path / "s.toml"
+    spec.write_text('study = "forward"\nseeds = [0]\n[grid]\nwidth = [2]\n'
+                    '[config]\ndepth = 4\nsamples = 10\n')
+    r = runner.invoke(app, ["sweep", str(spec), "--out", str(tmp_path / "blocker" / "r"),
+                            "--executor", "inprocess"])
+    assert r.exit_code == 2 and "is a file, not a folder" in " ".join(r.output.split())

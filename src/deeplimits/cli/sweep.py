@@ -8,7 +8,7 @@ from typing import Annotated
 
 import typer
 
-from deeplimits.cli._common import ExecutorName, err, fail, make_executor
+from deeplimits.cli._common import ExecutorName, check_writable, err, fail, make_executor
 
 
 def sweep(
@@ -52,6 +52,7 @@ def sweep(
         from deeplimits.experiments.store import ResultStore
 
         ResultStore(out).check()
+        check_writable(out / "manifest.json")
         pool = make_executor(executor, workers, scheduler)
     except ValueError as exc:
         raise fail(str(exc)) from None
