@@ -8,7 +8,10 @@ depth variable ``t`` in ``[0, T]``:
   form of ``kernels.md`` §4);
 * form B: the means, second moments and cross term ``(m, q, m', q', c)`` of §4.3.
 
-At infinite depth the dynamics are integrated with fixed-step RK4 (float64); at finite depth
+At infinite depth the dynamics are integrated with RK4 (float64) whose step count is chosen
+from ``rtol`` (default :data:`DEFAULT_RTOL` = 1e-9, relative to the largest entry, on the NNGP
+and the NTK) by step doubling on a pilot tile of pairs, and the estimated error is reported
+on the result (:attr:`Kernel.error`, :func:`deeplimits.wide.depth_flow.choose_steps`); at finite depth
 ``L`` forms A and C take ``L`` explicit Euler steps, which is the exact width-first limit of
 the network (§5), and form B takes its own exact layer map. The output kernels are
 
@@ -40,11 +43,12 @@ import numpy as np
 from deeplimits._core.progress import progress_callback
 from deeplimits._core.tracing import traced_floats
 from deeplimits.spec.networks import Readout, ResNet
-from deeplimits.wide.depth_flow import Kernel, flow, step_plan
+from deeplimits.wide.depth_flow import DEFAULT_RTOL, Kernel, choose_steps, flow, step_plan
 
-__all__ = ["Kernel", "kernel", "nngp", "ntk", "DEFAULT_STEPS"]
+__all__ = ["Kernel", "kernel", "nngp", "ntk", "DEFAULT_RTOL", "pilot_indices"]
 
-DEFAULT_STEPS = 256
+
+_PILOT_ROWS = 16
 
 
 _CHEBYSHEV_NODES = 96
@@ -202,15 +206,36 @@ def _initial_gram(net: ResNet, xa, xb):
     return xa @ xb.T / xa.shape[1]
 
 
-def _initial_state(net, dyn, x1, x2, train_input: bool):
-    k12 = _initial_gram(net, x1, x2)
+def _initial_state(net, dyn, x1, x2, train_input: bool, same=None):
+    """Initial pair state of the tile ``x1 x x2``; ``same``: a boolean ``(B1, B2)`` mask of
+    the pairs of an input with itself, which start exactly on its variance (a Gram product
+    rounds differently from the variances, and a correlation of ``1 - 1e-16`` instead of 1
+    costs ReLU-like duals ``sqrt(eps)`` through their ``arccos``)."""
+    k12, q1, q2 = _initial_gram(net, x1, x2), _diag_gram(net, x1), _diag_gram(net, x2)
+    k12 = _consistent_gram(k12, q1, q2, same)
     h0 = k12 if (train_input and net.input_layer is not None) else jnp.zeros_like(k12)
-    q1, q2 = _diag_gram(net, x1), _diag_gram(net, x2)
     if net.form != "B":
         return dyn.init(q1, q2, k12, h0)
     # form B also tracks coordinate means: zero behind an input layer, else those of x
     mean = lambda x: jnp.zeros(x.shape[0]) if net.input_layer is not None else x.mean(1)
     return (mean(x1), q1, mean(x2), q2, k12, h0)
+
+
+def _consistent_gram(k12, q1, q2, same):
+    """``k12`` within Cauchy-Schwarz of the variances, and equal to them where ``same`` (a
+    mask of the pairs of an input with itself, or ``None``)."""
+    bound = jnp.sqrt(q1[:, None] * q2[None, :])
+    k12 = jnp.clip(k12, -bound, bound)
+    if same is not None:
+        k12 = jnp.where(same, q1[:, None], k12)
+    return k12
+
+
+def _self_pairs(x1, x2, i: int, j: int, rows: int, cols: int):
+    """The mask of pairs of an input with itself in the tile at ``(i, j)``, or ``None``."""
+    if x2 is not x1 or i >= j + cols or j >= i + rows:
+        return None
+    return jnp.asarray(np.arange(i, i + rows)[:, None] == np.arange(j, j + cols)[None, :])
 
 
 def _diag_gram(net, x):
@@ -279,6 +304,16 @@ def _homogeneous_block(dyn, coef_k, coef_h, growth, d1, d2, k12, readout):
     return dyn.outputs(state, readout)
 
 
+def pilot_indices(values: np.ndarray, rows: int = _PILOT_ROWS) -> np.ndarray:
+    """``rows`` indices standing for inputs whose initial variances are ``values``: the
+    smallest and the largest, then evenly spaced ones (repeated when there are fewer
+    inputs, so that the pilot tile has one shape and compiles once)."""
+    values = np.asarray(values)
+    even = np.linspace(0, len(values) - 1, rows - 2).round().astype(int)
+    idx = np.concatenate([[int(np.argmin(values)), int(np.argmax(values))], even])
+    return idx[:rows]
+
+
 def check_kernel_net(net: ResNet):
     if net.M is not None or np.any(np.asarray(net.mu_b) != 0):
         raise ValueError("kernels need mu_b = 0 and M = None (kernels.md §1)")
@@ -309,7 +344,8 @@ def kernel(
     x2=None,
     depth: int | float | None = None,
     *,
-    steps: int = DEFAULT_STEPS,
+    steps: int | None = None,
+    rtol: float = DEFAULT_RTOL,
     compute_ntk: bool = True,
     train_input_layer: bool = True,
     homogeneous: str | bool = "auto",
@@ -325,7 +361,11 @@ def kernel(
             parameters, and for form A an input layer.
         x1, x2: inputs ``(N1, d)`` and ``(N2, d)`` (``x2`` defaults to ``x1``).
         depth: ``None`` for ``net.depth``, an integer, or ``math.inf`` for the ODE limit.
-        steps: RK4 steps on ``[0, T]`` at infinite depth.
+        steps: RK4 steps on ``[0, T]`` at infinite depth; ``None`` (default) chooses them
+            from ``rtol``.
+        rtol: at infinite depth, the target error of the NNGP and NTK relative to their
+            largest entry (default :data:`DEFAULT_RTOL` = 1e-9); the estimate reached is
+            the result's ``error``.
         compute_ntk: also return the NTK.
         train_input_layer: whether the input layer's parameters count in the NTK.
         homogeneous: ``"auto"`` uses the exact angle reduction when it applies, ``False``
@@ -338,7 +378,8 @@ def kernel(
             of tiles just done.
 
     Returns:
-        A :class:`Kernel` of float64 arrays.
+        A :class:`Kernel` of float64 arrays, with the steps used and the estimated error at
+        infinite depth.
     """
     check_kernel_net(net)
     depth = net.depth if depth is None else depth
@@ -350,7 +391,12 @@ def kernel(
     dyn = _DYNAMICS[net.form](net)
     readout = net.readout if net.readout is not None else Readout()
     traced_dyn, traced_readout = traced_floats((dyn, readout))
-    plan = step_plan(depth, steps, net.horizon)
+    if steps is not None and not (isinstance(steps, int | np.integer)
+                                  and not isinstance(steps, bool) and steps > 0):
+        raise ValueError(f"steps must be a positive integer or None, got {steps!r}")
+    if not (isinstance(rtol, float | int) and not isinstance(rtol, bool)
+            and math.isfinite(rtol) and rtol > 0):
+        raise ValueError(f"rtol must be a finite number > 0, got {rtol!r}")
     if net.form == "B" and readout.post_activation:
         raise ValueError("form B kernels support the state readout only")
     use_homog = dyn.homogeneous if homogeneous == "auto" else bool(homogeneous)
@@ -361,6 +407,12 @@ def kernel(
     block = max(16, int(math.sqrt(max_memory / _BYTES_PER_PAIR)))
     K = np.empty((N1, N2)) if out_nngp is None else out_nngp
     T = np.empty((N1, N2)) if (compute_ntk and out_ntk is None) else out_ntk
+    error = None
+    if math.isinf(depth):
+        steps, error = _choose_steps(net, dyn, traced_dyn, traced_readout, x1, x2,
+                                     train_input_layer, steps, rtol, compute_ntk,
+                                     max_memory)
+    plan = step_plan(depth, steps or 1, net.horizon)
     if use_homog:
         coef, growth = _chebyshev_tables(traced_dyn, plan,
                                          train_input_layer and net.input_layer is not None,
@@ -369,13 +421,17 @@ def kernel(
     with progress_callback(progress, len(tiles), "kernel tiles") as advance:
         for i, j in tiles:
             xa, xb = x1[i : i + block], x2[j : j + block]
+            k_shape = (xa.shape[0], xb.shape[0])
             if use_homog:
-                k12 = _initial_gram(net, xa, xb)
+                k12 = _consistent_gram(_initial_gram(net, xa, xb), _diag_gram(net, xa),
+                                       _diag_gram(net, xb), _self_pairs(x1, x2, i, j,
+                                                                        *k_shape))
                 R, Th = _homogeneous_block(traced_dyn, coef[0], coef[1], growth,
                                            _diag_gram(net, xa), _diag_gram(net, xb), k12,
                                            traced_readout)
             else:
-                init = _initial_state(net, dyn, xa, xb, train_input_layer)
+                init = _initial_state(net, dyn, xa, xb, train_input_layer,
+                                      same=_self_pairs(x1, x2, i, j, *k_shape))
                 R, Th = _block(traced_dyn, init, *plan, traced_readout)
             sv2, sv02 = readout.sigma_v**2, readout.sigma_v0**2
             K[i : i + block, j : j + block] = np.asarray(sv2 * R + sv02)
@@ -386,7 +442,71 @@ def kernel(
         if arr is not None and isinstance(arr, np.ndarray) and not np.all(np.isfinite(arr)):
             raise FloatingPointError(f"the {name} has non-finite entries: the dynamics blew "
                                      "up (try a smaller horizon or sigma_w)")
-    return Kernel(nngp=K, ntk=T if compute_ntk else None, depth=depth)
+    return Kernel(nngp=K, ntk=T if compute_ntk else None, depth=depth,
+                  steps=steps if math.isinf(depth) else None, error=error)
+
+
+def _choose_steps(net, dyn, traced_dyn, traced_readout, x1, x2, train_input, steps, rtol,
+                  compute_ntk, max_memory):
+    """:func:`choose_steps` on a pilot tile of real pairs that stands for the kernel: the rows
+    of :func:`pilot_indices` (extreme and evenly spaced variances) and the ends of the pairs
+    with the most extreme initial correlations, where RK4's error is largest (e.g. near
+    ``rho = -1`` for ReLU, whose ``V'`` has a square-root singularity there)."""
+    q1 = np.asarray(_diag_gram(net, x1))
+    q2 = q1 if x2 is x1 else np.asarray(_diag_gram(net, x2))
+    e1, e2 = _extreme_pairs(net, x1, x2, q1, q2, max_memory)
+    i1 = np.concatenate([pilot_indices(q1), e1])
+    i2 = np.concatenate([pilot_indices(q2), e2])
+    same = (i1[:, None] == i2[None, :]) if x2 is x1 else None
+    init = _initial_state(net, dyn, x1[i1], x2[i2], train_input, same=same)
+    readout = net.readout if net.readout is not None else Readout()
+
+    def pilot(n):
+        plan = step_plan(math.inf, n, net.horizon)
+        R, Th = _block(traced_dyn, init, *plan, traced_readout)
+        out = readout.sigma_v**2 * R + readout.sigma_v0**2
+        return (out, readout.sigma_v**2 * Th + readout.sigma_v0**2) if compute_ntk else (out,)
+
+    return choose_steps(pilot, rtol, steps)
+
+
+_EXTREME_PAIRS = 8
+
+
+def _extreme_pairs(net, x1, x2, q1, q2, max_memory) -> tuple[np.ndarray, np.ndarray]:
+    """Row and column indices of the ``_EXTREME_PAIRS`` pairs of smallest and the as many of
+    largest initial correlation (off the diagonal when ``x2 is x1``), by row chunks of the
+    Gram matrix within ``max_memory``; repeated to a fixed count."""
+    m = _EXTREME_PAIRS
+    best_lo = (np.full(0, np.inf), np.zeros(0, int), np.zeros(0, int))
+    best_hi = (np.full(0, -np.inf), np.zeros(0, int), np.zeros(0, int))
+    rows = max(1, min(x1.shape[0], int(max_memory // (8 * 4 * x2.shape[0]))))
+    s2 = np.sqrt(q2)
+    for i in range(0, x1.shape[0], rows):
+        g = np.asarray(_initial_gram(net, x1[i : i + rows], x2))
+        norm = np.sqrt(q1[i : i + rows])[:, None] * s2[None, :]
+        rho = np.where(norm > 0, g / np.where(norm > 0, norm, 1.0), 0.0)
+        if x2 is x1:
+            r = np.arange(i, i + rho.shape[0])
+            rho[r - i, r] = np.nan
+        flat = rho.ravel()
+        ok = np.flatnonzero(~np.isnan(flat))
+        for sign, (vals, ra, ca) in ((1, best_lo), (-1, best_hi)):
+            take = ok[np.argsort(sign * flat[ok])[:m]]
+            vals = np.concatenate([vals, flat[take]])
+            ra = np.concatenate([ra, i + take // rho.shape[1]])
+            ca = np.concatenate([ca, take % rho.shape[1]])
+            keep = np.argsort(sign * vals)[:m]
+            if sign == 1:
+                best_lo = (vals[keep], ra[keep], ca[keep])
+            else:
+                best_hi = (vals[keep], ra[keep], ca[keep])
+    r = np.concatenate([best_lo[1], best_hi[1]])
+    c = np.concatenate([best_lo[2], best_hi[2]])
+    if r.size == 0:  # a single input: only its diagonal pair
+        r = c = np.zeros(1, int)
+    pad = np.arange(2 * m) % r.size
+    return r[pad], c[pad]
 
 
 def nngp(net: ResNet, x1, x2=None, depth: int | float | None = None, **kwargs) -> np.ndarray:
