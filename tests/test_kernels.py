@@ -31,9 +31,9 @@ def test_relu_diagonal_recursion_and_ntk_closed_form():
         np.testing.assert_allclose(np.diag(k.nngp), K0 * (1 + a / L) ** L, rtol=1e-12)
         np.testing.assert_allclose(np.diag(k.ntk), K0 * (1 + a / L) ** (L - 1) * (1 + a + a / L),
                                    rtol=1e-12)
-    k = dl.kernel(net, X, depth=math.inf, train_input_layer=False)
-    np.testing.assert_allclose(np.diag(k.nngp), K0 * np.exp(a), rtol=1e-10)
-    np.testing.assert_allclose(np.diag(k.ntk), K0 * np.exp(a) * (1 + a), rtol=1e-9)
+    k = dl.kernel(net, X, depth=math.inf, train_input_layer=False, rtol=1e-11)
+    np.testing.assert_allclose(np.diag(k.nngp), K0 * np.exp(a), rtol=1e-11)
+    np.testing.assert_allclose(np.diag(k.ntk), K0 * np.exp(a) * (1 + a), rtol=1e-11)
 
 
 @pytest.mark.parametrize("form", ["A", "C"])

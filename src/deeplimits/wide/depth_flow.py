@@ -25,7 +25,7 @@ import jax.numpy as jnp
 import numpy as np
 
 __all__ = ["Kernel", "flow", "rk4_step", "step_plan", "choose_steps", "DEFAULT_RTOL",
-           "MAX_STEPS"]
+           "MAX_STEPS", "pilot_indices"]
 
 DEFAULT_RTOL = 1e-9
 """The one default accuracy of every infinite-depth kernel entry point: the RK4 step count
@@ -64,15 +64,27 @@ class Kernel:
     error: float | None = None
 
 
+_RK4_NODES = np.array([0.0, 0.5, 0.5, 1.0])
+_RK4_WEIGHTS = np.array([1.0, 2.0, 2.0, 1.0]) / 6
+
+
 def rk4_step(field, y, h):
-    """One classical Runge-Kutta step of ``y' = field(y)`` for a pytree state ``y``."""
-    add = lambda y, k, a: jax.tree.map(lambda u, v: u + a * v, y, k)
-    k1 = field(y)
-    k2 = field(add(y, k1, h / 2))
-    k3 = field(add(y, k2, h / 2))
-    k4 = field(add(y, k3, h))
-    return jax.tree.map(lambda u, a, b, c, d: u + h / 6 * (a + 2 * b + 2 * c + d),
-                        y, k1, k2, k3, k4)
+    """One classical Runge-Kutta step of ``y' = field(y)`` for a pytree state ``y``.
+
+    The four stages run as a ``lax.scan`` over the stage index, so that ``field`` is traced
+    (and compiled) once per step instead of four times: for a dual given by a long series
+    (the Mehler series of smooth activations) that divides the compile time by about four.
+    """
+    def stage(carry, coef):
+        k_prev, acc = carry
+        node, weight = coef
+        k = field(jax.tree.map(lambda u, v: u + node * h * v, y, k_prev))
+        return (k, jax.tree.map(lambda a, v: a + weight * v, acc, k)), None
+
+    zeros = jax.tree.map(jnp.zeros_like, y)
+    coefs = (jnp.asarray(_RK4_NODES), jnp.asarray(_RK4_WEIGHTS))
+    (_, acc), _ = jax.lax.scan(stage, (zeros, zeros), coefs)
+    return jax.tree.map(lambda u, a: u + h * a, y, acc)
 
 
 def flow(dynamics, state, count, h, rk4: bool):
@@ -92,6 +104,16 @@ def step_plan(depth: float, steps: int, horizon: float) -> tuple[jax.Array, jax.
     rk4 = depth == float("inf")
     count = int(steps) if rk4 else int(depth)
     return jnp.asarray(count), jnp.asarray(horizon / count, jnp.float64), rk4
+
+
+def pilot_indices(values: np.ndarray, rows: int = 16) -> np.ndarray:
+    """``rows`` indices standing for inputs whose initial variances are ``values``: the
+    smallest and the largest, then evenly spaced ones (repeated when there are fewer
+    inputs, so that the pilot tile has one shape and compiles once)."""
+    values = np.asarray(values)
+    even = np.linspace(0, len(values) - 1, rows - 2).round().astype(int)
+    idx = np.concatenate([[int(np.argmin(values)), int(np.argmax(values))], even])
+    return idx[:rows]
 
 
 def _relative_difference(a, b) -> float:

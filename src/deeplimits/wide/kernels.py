@@ -11,9 +11,10 @@ depth variable ``t`` in ``[0, T]``:
 At infinite depth the dynamics are integrated with RK4 (float64) whose step count is chosen
 from ``rtol`` (default :data:`DEFAULT_RTOL` = 1e-9, relative to the largest entry, on the NNGP
 and the NTK) by step doubling on a pilot tile of pairs, and the estimated error is reported
-on the result (:attr:`Kernel.error`, :func:`deeplimits.wide.depth_flow.choose_steps`); at finite depth
-``L`` forms A and C take ``L`` explicit Euler steps, which is the exact width-first limit of
-the network (§5), and form B takes its own exact layer map. The output kernels are
+on the result (:attr:`Kernel.error`, :func:`deeplimits.wide.depth_flow.choose_steps`); at
+finite depth ``L`` forms A and C take ``L`` explicit Euler steps, which is the exact
+width-first limit of the network (§5), and form B takes its own exact layer map. The output
+kernels are
 
     K_f = sigma_v^2 R(K_T) + sigma_v0^2,
     Theta = sigma_v^2 [R(K_T) + R'(K_T) H_T] + sigma_v0^2,
@@ -43,12 +44,18 @@ import numpy as np
 from deeplimits._core.progress import progress_callback
 from deeplimits._core.tracing import traced_floats
 from deeplimits.spec.networks import Readout, ResNet
-from deeplimits.wide.depth_flow import DEFAULT_RTOL, Kernel, choose_steps, flow, step_plan
+from deeplimits.wide.depth_flow import (
+    DEFAULT_RTOL,
+    Kernel,
+    choose_steps,
+    flow,
+    pilot_indices,
+    step_plan,
+)
 
-__all__ = ["Kernel", "kernel", "nngp", "ntk", "DEFAULT_RTOL", "pilot_indices"]
+__all__ = ["Kernel", "kernel", "kernel_steps", "nngp", "ntk", "DEFAULT_RTOL"]
 
 
-_PILOT_ROWS = 16
 
 
 _CHEBYSHEV_NODES = 96
@@ -304,16 +311,6 @@ def _homogeneous_block(dyn, coef_k, coef_h, growth, d1, d2, k12, readout):
     return dyn.outputs(state, readout)
 
 
-def pilot_indices(values: np.ndarray, rows: int = _PILOT_ROWS) -> np.ndarray:
-    """``rows`` indices standing for inputs whose initial variances are ``values``: the
-    smallest and the largest, then evenly spaced ones (repeated when there are fewer
-    inputs, so that the pilot tile has one shape and compiles once)."""
-    values = np.asarray(values)
-    even = np.linspace(0, len(values) - 1, rows - 2).round().astype(int)
-    idx = np.concatenate([[int(np.argmin(values)), int(np.argmax(values))], even])
-    return idx[:rows]
-
-
 def check_kernel_net(net: ResNet):
     if net.M is not None or np.any(np.asarray(net.mu_b) != 0):
         raise ValueError("kernels need mu_b = 0 and M = None (kernels.md §1)")
@@ -412,6 +409,8 @@ def kernel(
         steps, error = _choose_steps(net, dyn, traced_dyn, traced_readout, x1, x2,
                                      train_input_layer, steps, rtol, compute_ntk,
                                      max_memory)
+    elif steps is not None:
+        steps = None  # finite depth: L layers, steps do not apply
     plan = step_plan(depth, steps or 1, net.horizon)
     if use_homog:
         coef, growth = _chebyshev_tables(traced_dyn, plan,
@@ -507,6 +506,23 @@ def _extreme_pairs(net, x1, x2, q1, q2, max_memory) -> tuple[np.ndarray, np.ndar
         r = c = np.zeros(1, int)
     pad = np.arange(2 * m) % r.size
     return r[pad], c[pad]
+
+
+def kernel_steps(net: ResNet, x1, x2=None, *, steps: int | None = None,
+                 rtol: float = DEFAULT_RTOL, compute_ntk: bool = True,
+                 train_input_layer: bool = True, max_memory: int = DEFAULT_MEMORY,
+                 ) -> tuple[int, float]:
+    """The RK4 step count :func:`kernel` uses at infinite depth for these inputs, and its
+    estimated relative error (``steps`` given: that count and its error). For callers that
+    split one kernel into pieces (Dask tiles, a cache) and want one count for all."""
+    check_kernel_net(net)
+    x1 = as_kernel_inputs(x1, "x1", net.input_dim)
+    x2 = x1 if x2 is None else as_kernel_inputs(x2, "x2", net.input_dim)
+    dyn = _DYNAMICS[net.form](net)
+    readout = net.readout if net.readout is not None else Readout()
+    traced_dyn, traced_readout = traced_floats((dyn, readout))
+    return _choose_steps(net, dyn, traced_dyn, traced_readout, x1, x2, train_input_layer,
+                         steps, rtol, compute_ntk, max_memory)
 
 
 def nngp(net: ResNet, x1, x2=None, depth: int | float | None = None, **kwargs) -> np.ndarray:
