@@ -31,7 +31,7 @@ from deeplimits.wide import inference
 from deeplimits.wide.depth_flow import DEFAULT_RTOL
 from deeplimits.wide.kernels import kernel as _kernel
 
-__all__ = ["ResNetKernelRegressor", "ResNetKernel", "resnet_for_kernel"]
+__all__ = ["ResNetKernelRegressor", "ResNetKernel", "KernelCache", "resnet_for_kernel"]
 
 FORMS = ("A", "B", "C")
 
@@ -142,6 +142,88 @@ def _kernel_diag(net, X, compute_ntk, **kwargs):
     return k, t
 
 
+def _key_value(v):
+    """A hashable stand-in for a hyperparameter value (callables by identity)."""
+    if isinstance(v, str | numbers.Number | bool | type(None)):
+        return v
+    return (type(v).__name__, id(v))
+
+
+class KernelCache:
+    """Kernels of one set of inputs, kept per hyperparameter setting and sliced on demand.
+
+    ``GridSearchCV`` and ``cross_val_score`` fit and score a clone of the estimator on every
+    fold; each fold's kernels are blocks of the kernel of all the inputs. Pass
+    ``cache=KernelCache(X)`` (``X``: every input the search will see) and each hyperparameter
+    setting computes the full kernel of ``X`` once, at its first request; every later fit
+    and predict of that setting slices it. Requests for rows not in the cache (or a cache
+    made without ``X``) compute the kernel of the union of all rows seen so far, so
+    results stay exact. ``clone`` and ``copy`` share one cache instead of copying it.
+
+    Attributes:
+        evaluations: number of kernel computations made (cache misses).
+        max_settings: hyperparameter settings kept (least recently used ones are dropped).
+    """
+
+    def __init__(self, X=None, max_settings: int = 16):
+        if not (isinstance(max_settings, numbers.Integral) and max_settings > 0):
+            raise ValueError(f"max_settings must be a positive integer, got {max_settings!r}")
+        self.max_settings = int(max_settings)
+        self.evaluations = 0
+        self._X = np.empty((0, 0))
+        self._index: dict[bytes, int] = {}
+        self._store: dict = {}
+        if X is not None:
+            self._add(np.asarray(X, dtype=np.float64))
+
+    def __copy__(self):
+        return self
+
+    def __deepcopy__(self, memo):
+        return self
+
+    def __repr__(self):
+        return (f"KernelCache({len(self._index)} inputs, {len(self._store)} settings, "
+                f"{self.evaluations} evaluations)")
+
+    def _add(self, X: np.ndarray) -> bool:
+        if X.ndim != 2:
+            raise ValueError(f"cached inputs must have shape (inputs, features), got {X.shape}")
+        if self._X.size and X.shape[1] != self._X.shape[1]:
+            raise ValueError(f"the cache holds inputs of {self._X.shape[1]} features, got "
+                             f"{X.shape[1]}")
+        new = [row for row in np.unique(X, axis=0) if row.tobytes() not in self._index]
+        if not new:
+            return False
+        base = len(self._index)
+        self._X = np.concatenate([self._X.reshape(-1, X.shape[1]), np.asarray(new)])
+        for i, row in enumerate(new):
+            self._index[row.tobytes()] = base + i
+        self._store.clear()  # kernels of the old rows no longer cover the universe
+        return True
+
+    def rows(self, X: np.ndarray) -> np.ndarray:
+        return np.fromiter((self._index[r.tobytes()] for r in X), int, len(X))
+
+    def kernel(self, key, net, X1, X2=None, *, compute_ntk: bool, **kwargs):
+        """The kernel of ``X1`` by ``X2`` for the setting ``key`` (hashable; it must
+        determine ``net`` and ``kwargs``), sliced from the cached full kernel."""
+        self._add(np.asarray(X1, np.float64) if X2 is None
+                  else np.concatenate([X1, X2]).astype(np.float64))
+        entry = self._store.pop(key, None)
+        if entry is None or (compute_ntk and entry.ntk is None):
+            entry = _kernel(net, self._X, compute_ntk=compute_ntk, **kwargs)
+            self.evaluations += 1
+        self._store[key] = entry
+        while len(self._store) > self.max_settings:
+            self._store.pop(next(iter(self._store)))
+        r1 = self.rows(X1)
+        r2 = r1 if X2 is None else self.rows(X2)
+        cut = lambda a: None if a is None else a[np.ix_(r1, r2)]  # noqa: E731
+        return dataclasses.replace(entry, nngp=cut(entry.nngp),
+                                   ntk=cut(entry.ntk) if compute_ntk else None)
+
+
 class ResNetKernelRegressor(RegressorMixin, BaseEstimator):
     """Regression with an infinitely wide ResNet trained by gradient flow (``kernels.md`` §8).
 
@@ -167,6 +249,8 @@ class ResNetKernelRegressor(RegressorMixin, BaseEstimator):
         sigma_v, sigma_v0, post_activation: the readout.
         horizon: the depth horizon ``T``.
         normalize_y: centre and scale the targets before fitting (as scikit-learn's GP does).
+        cache: a :class:`KernelCache` shared by the clones of a grid search, so that each
+            kernel setting is computed once for all folds (``None``: no cache).
         steps: RK4 steps at infinite depth (``None``, the default: chosen from ``rtol``).
         rtol: target relative error of the kernels at infinite depth (default
             :data:`~deeplimits.wide.depth_flow.DEFAULT_RTOL` = 1e-9); the estimate reached
@@ -204,6 +288,7 @@ class ResNetKernelRegressor(RegressorMixin, BaseEstimator):
         normalize_y=False,
         steps=None,
         rtol=DEFAULT_RTOL,
+        cache=None,
     ):
         self.form = form
         self.activation = activation
@@ -227,6 +312,7 @@ class ResNetKernelRegressor(RegressorMixin, BaseEstimator):
         self.normalize_y = normalize_y
         self.steps = steps
         self.rtol = rtol
+        self.cache = cache
 
     def __sklearn_tags__(self):
         tags = super().__sklearn_tags__()
@@ -247,7 +333,22 @@ class ResNetKernelRegressor(RegressorMixin, BaseEstimator):
                 "steps": None if self.steps is None else int(self.steps),
                 "rtol": float(self.rtol)}
 
+    _NOT_KERNEL = ("training", "ridge", "ridge_mode", "time", "learning_rate", "normalize_y",
+                   "cache")
+
+    def _compute(self, net, X1, X2=None, **kw):
+        """A kernel, through the cache if there is one (padded to bucketed sizes if not)."""
+        if self.cache is None:
+            return _padded_kernel(net, X1, X2, **kw)
+        params = self.get_params(deep=False)
+        key = tuple((name, _key_value(params[name])) for name in sorted(params)
+                    if name not in self._NOT_KERNEL)
+        return self.cache.kernel(key, net, X1, X2, **kw)
+
     def _validate_params(self):
+        if self.cache is not None and not isinstance(self.cache, KernelCache):
+            raise TypeError(f"cache must be a KernelCache or None, got "
+                            f"{type(self.cache).__name__}")
         if self.training not in TRAININGS:
             raise ValueError(f"training must be one of {TRAININGS}, got {self.training!r}")
         if self.ridge_mode not in ("relative", "absolute"):
@@ -282,7 +383,7 @@ class ResNetKernelRegressor(RegressorMixin, BaseEstimator):
             self._y_std = np.ones(y.shape[1:])
         yn = (y - self._y_mean) / self._y_std
         fully = self.training == "fully"
-        k = _padded_kernel(net, X, compute_ntk=fully, **self._kernel_kwargs())
+        k = self._compute(net, X, compute_ntk=fully, **self._kernel_kwargs())
         self.model_ = inference.fit_gradient_flow(
             k.nngp, yn, k.ntk if fully else None, time=self.time,
             learning_rate=self.learning_rate, ridge=self.ridge,
@@ -312,12 +413,14 @@ class ResNetKernelRegressor(RegressorMixin, BaseEstimator):
         net = self._network(X.shape[1])
         fully = self.training == "fully"
         kw = self._kernel_kwargs()
-        cross = _padded_kernel(net, X, self.X_train_, compute_ntk=fully, **kw)
+        cross = self._compute(net, X, self.X_train_, compute_ntk=fully, **kw)
         k_test = None
         if return_cov:
-            k_test = _padded_kernel(net, X, compute_ntk=False, **kw).nngp
+            k_test = self._compute(net, X, compute_ntk=False, **kw).nngp
         elif return_std:
-            k_test = _kernel_diag(net, X, compute_ntk=False, **kw)[0]
+            k_test = (np.diag(self._compute(net, X, compute_ntk=False, **kw).nngp).copy()
+                      if self.cache is not None
+                      else _kernel_diag(net, X, compute_ntk=False, **kw)[0])
         post = self.model_.predict(cross.nngp, k_test, cross.ntk if fully else None)
         mean = post.mean * self._y_std + self._y_mean
         if not (return_std or return_cov):
