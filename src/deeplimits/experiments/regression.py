@@ -15,8 +15,8 @@ from sklearn.model_selection import KFold
 
 from deeplimits.data.tabular import SCALES, DataSplit, load_split
 from deeplimits.wide import inference
-from deeplimits.wide.estimators import resnet_for_kernel
 from deeplimits.wide.depth_flow import DEFAULT_RTOL
+from deeplimits.wide.estimators import resnet_for_kernel
 from deeplimits.wide.kernels import kernel as _kernel
 
 __all__ = ["KERNEL_MODELS", "affine_residual", "regression_table", "format_table"]
@@ -233,7 +233,8 @@ def regression_table(
     data["n_features"] = ("dataset", np.array(n_feat))
     attrs = {"scale": scale, "seed": seed, "test_size": test_size, "folds": cfg["folds"],
              "steps": (cfg["steps"] if cfg["steps"] is not None
-                       else f"chosen from rtol = {DEFAULT_RTOL:g}"), "sigma_w_grid": list(cfg["sigma_w"]),
+                       else f"chosen from rtol = {DEFAULT_RTOL:g}"),
+             "sigma_w_grid": list(cfg["sigma_w"]),
              "sigma_b_grid": list(cfg["sigma_b"]), "ridge_grid": list(cfg["ridge"]),
              "time": str(time), "max_samples": str(cfg["max_samples"]),
              "description": "test accuracy (classification) or RMSE (diabetes) of wide-ResNet "
