@@ -121,3 +121,40 @@ def test_general_path_diagonal_is_exact_for_relu_with_biases():
         d, h = d + rate / 50, h + (rate + 1.44 / 2 * h) / 50
     np.testing.assert_allclose(np.diag(k.nngp), d / 2, rtol=1e-13)
     np.testing.assert_allclose(np.diag(k.ntk), d / 2 + h / 2, rtol=1e-13)
+
+
+def _equal_norm_inputs(seed, n=12):
+    x = np.random.default_rng(seed).standard_normal((n, 4))
+    return 2 * x / np.linalg.norm(x, axis=1, keepdims=True)
+
+
+def _check_table(act, post, seed):
+    x = _equal_norm_inputs(seed)
+    net = dl.ResNet(width=4, depth=10, form="A", activation=act, sigma_w=1.2, sigma_b=0.5,
+                    input_layer=dl.InputLayer(4), readout=dl.Readout(post_activation=post))
+    for depth, kw in ((10, {}), (math.inf, {"steps": 16})):
+        a = dl.kernel(net, x, depth=depth, table=False, **kw)
+        b = dl.kernel(net, x, depth=depth, table=True, **kw)
+        for name, tol in (("nngp", 1e-11), ("ntk", 1e-9)):  # the stated accuracy
+            A, B = getattr(a, name), getattr(b, name)
+            scale = np.abs(A).max()
+            assert np.abs(np.diag(A) - np.diag(B)).max() <= tol * scale
+            assert np.abs(A - B).max() <= tol * scale
+
+
+@pytest.mark.parametrize("seed", [0, 1])
+@pytest.mark.parametrize("act,post", [("erf", False), ("relu", True)])
+def test_equal_norm_table_meets_its_stated_accuracy(act, post, seed):
+    _check_table(act, post, seed)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("post", [False, True])
+def test_equal_norm_table_tanh(post):
+    _check_table("tanh", post, 2)
+
+
+def test_table_true_needs_equal_norms():
+    x = np.random.default_rng(0).standard_normal((4, 4))
+    with pytest.raises(ValueError, match="same initial variance"):
+        dl.kernel(_net("erf"), x, depth=3, table=True)
