@@ -125,8 +125,7 @@ class _CovarianceDynamics(_Dynamics):
         d1, d2, k, h = state
         if readout.post_activation:
             act = self.net.activation
-            a, b = d1[:, None], d2[None, :]
-            R, dR = act.dual(a, b, k), act.dual_deriv(a, b, k)
+            R, dR = act.duals(d1[:, None], d2[None, :], k)
         else:
             R, dR = k, 1.0
         return R, R + dR * h
@@ -141,8 +140,9 @@ class _FormA(_CovarianceDynamics):
 
     def rates(self, d1, d2, k):
         act, n = self.net.activation, self.net
-        F = n.sigma_b**2 + n.sigma_w**2 * act.dual(d1, d2, k)
-        return F, F, n.sigma_w**2 * act.dual_deriv(d1, d2, k)
+        V, dV = act.duals(d1, d2, k)
+        F = n.sigma_b**2 + n.sigma_w**2 * V
+        return F, F, n.sigma_w**2 * dV
 
 
 class _FormC(_CovarianceDynamics):
@@ -152,7 +152,7 @@ class _FormC(_CovarianceDynamics):
     def rates(self, d1, d2, k):
         act, n = self.net.activation, self.net
         inner = [n.sigma_b**2 + n.sigma_w**2 * v for v in (d1, d2, k)]
-        V, dV = act.dual(*inner), act.dual_deriv(*inner)
+        V, dV = act.duals(*inner)
         return (n.sigma_u**2 * V, n.sigma_u**2 * (V + inner[2] * dV),
                 n.sigma_u**2 * n.sigma_w**2 * dV)
 
