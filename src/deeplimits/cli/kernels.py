@@ -54,10 +54,18 @@ def kernel(
     dask: Annotated[bool, typer.Option(help="Compute tiles on a Dask cluster.")] = False,
     workers: Annotated[int, typer.Option(help="LocalCluster workers with --dask.")] = 2,
     max_memory_mb: Annotated[int, typer.Option(help="Working-memory bound per tile.")] = 1024,
+    rtol: Annotated[float, typer.Option(
+        help="Depth inf: target error relative to the largest entry (RK4 steps chosen for "
+             "it).")] = 1e-9,
+    steps: Annotated[int | None, typer.Option(
+        help="Depth inf: RK4 steps, overriding --rtol.")] = None,
     out: Annotated[Path, typer.Option(help=".npy (one kernel), .nc or .zarr (both).")] = Path(
         "results/kernel.nc"),
 ) -> None:
-    """Compute the NNGP and/or NTK of the infinitely wide network for given inputs."""
+    """Compute the NNGP and/or NTK of the infinitely wide network for given inputs.
+
+    At depth inf the RK4 step count is chosen from --rtol (default 1e-9) and the steps and
+    estimated error are printed and stored."""
     from deeplimits.experiments.store import atomic_path, provenance, save_dataset
     from deeplimits.spec.networks import InputLayer, ResNet
     from deeplimits.wide.kernels import kernel as compute
@@ -68,6 +76,11 @@ def kernel(
     if out.suffix == ".npy" and which == "both":
         raise fail("a .npy output holds one kernel: pass --which nngp or --which ntk")
     depth_value = _depth(depth)
+    if not (math.isfinite(rtol) and rtol > 0):
+        raise fail(f"--rtol must be a finite number > 0, got {rtol!r}")
+    if steps is not None and steps <= 0:
+        raise fail(f"--steps must be a positive integer, got {steps!r}")
+    accuracy = {"rtol": rtol, "steps": steps}
     xs = load_inputs(x)
     xs2 = load_inputs(x2) if x2 is not None else None
     try:
@@ -98,12 +111,12 @@ def kernel(
             result = distributed_kernel(
                 net, xs, xs2, depth_value, scheduler=scheduler, workers=workers,
                 zarr_path=out if out.suffix == ".zarr" else None, compute_ntk=need_ntk,
-                progress=True, max_memory=max_memory_mb * 2**20)
+                progress=True, max_memory=max_memory_mb * 2**20, **accuracy)
         except ValueError as exc:
             raise fail(str(exc)) from None
     else:
         result = compute(net, xs, xs2, depth_value, compute_ntk=need_ntk,
-                         max_memory=max_memory_mb * 2**20, progress=True)
+                         max_memory=max_memory_mb * 2**20, progress=True, **accuracy)
     if out.suffix == ".npy":
         with atomic_path(out) as tmp:
             with open(tmp, "wb") as f:
@@ -117,10 +130,14 @@ def kernel(
         ds = xr.Dataset(data)
         from deeplimits.experiments.simulate import network_config
 
-        ds.attrs.update(provenance(network_config(net) | {"depth": str(depth_value)}))
+        solve = ({"steps": result.steps, "estimated_error": result.error, "rtol": rtol}
+                 if result.steps is not None else {})
+        ds.attrs.update(provenance(network_config(net) | {"depth": str(depth_value)} | solve))
         save_dataset(ds, out)
-    err.print(f"wrote {out} ({len(xs)} x {len(xs if xs2 is None else xs2)}, depth {depth}) "
-              f"in {time.perf_counter() - start:.1f} s")
+    solved = (f", {result.steps} RK4 steps, estimated relative error {result.error:.1e}"
+              if result.steps is not None else "")
+    err.print(f"wrote {out} ({len(xs)} x {len(xs if xs2 is None else xs2)}, depth {depth}"
+              f"{solved}) in {time.perf_counter() - start:.1f} s")
 
 
 class Task(StrEnum):

@@ -43,9 +43,9 @@ DATASETS = {
 
 
 SCALES = {
-    "quick": {"max_samples": 400, "folds": 3, "steps": 16, "sigma_w": (0.5, 1.0, 2.0),
+    "quick": {"max_samples": 400, "folds": 3, "steps": None, "sigma_w": (0.5, 1.0, 2.0),
               "sigma_b": (0.0, 0.5), "ridge": (1e-4, 1e-3, 1e-2, 1e-1, 1.0, 10.0)},
-    "full": {"max_samples": None, "folds": 5, "steps": 64, "sigma_w": (0.5, 1.0, 1.5, 2.0, 3.0),
+    "full": {"max_samples": None, "folds": 5, "steps": None, "sigma_w": (0.5, 1.0, 1.5, 2.0, 3.0),
              "sigma_b": (0.0, 0.25, 0.5, 1.0),
              "ridge": (1e-5, 1e-4, 1e-3, 1e-2, 3e-2, 1e-1, 3e-1, 1.0, 3.0, 10.0)},
 }

@@ -15,6 +15,7 @@ from sklearn.model_selection import KFold
 
 from deeplimits.data.tabular import SCALES, DataSplit, load_split
 from deeplimits.wide import inference
+from deeplimits.wide.depth_flow import DEFAULT_RTOL
 from deeplimits.wide.estimators import resnet_for_kernel
 from deeplimits.wide.kernels import kernel as _kernel
 
@@ -149,9 +150,10 @@ def regression_table(
 
     Args:
         datasets: names from :data:`DATASETS`.
-        scale: ``"quick"`` (at most 400 samples per set, 3 folds, small grids, RK4 with 16
-            steps: about a minute for the four sets on 2 cores) or ``"full"`` (every sample,
-            5 folds, larger grids, 64 steps).
+        scale: ``"quick"`` (at most 400 samples per set, 3 folds, small grids) or
+            ``"full"`` (every sample,
+            5 folds, larger grids); both solve the depth ODE to the library's default
+            accuracy (``DEFAULT_RTOL`` = 1e-9, RK4 steps chosen for it).
         max_samples, folds, sigma_w_grid, sigma_b_grid, ridge_grid, steps: override the
             scale's settings (``ridge_grid`` is relative to the mean kernel diagonal).
         test_size, seed: the fixed train/test split (and CV folds).
@@ -247,7 +249,9 @@ def regression_table(
     data["n_features"] = ("dataset", np.array(n_feat))
     data["n_available"] = ("dataset", np.array(n_avail))
     attrs = {"scale": scale, "seed": seed, "test_size": test_size, "folds": cfg["folds"],
-             "steps": cfg["steps"], "sigma_w_grid": list(cfg["sigma_w"]),
+             "steps": (cfg["steps"] if cfg["steps"] is not None
+                       else f"chosen from rtol = {DEFAULT_RTOL:g}"),
+             "sigma_w_grid": list(cfg["sigma_w"]),
              "sigma_b_grid": list(cfg["sigma_b"]), "ridge_grid": list(cfg["ridge"]),
              "time": str(time), "max_samples": str(cfg["max_samples"]),
              "activations": ", ".join(f"{m}: {specs[m]['activation']}" for m in models),

@@ -238,9 +238,26 @@ def _series(f, a, b, c, same):
     return jnp.where(no_even & ~no_odd, rho, 1.0) * acc
 
 
+def _correlation(k11, k22, k12):
+    """``(sqrt(k11 k22), rho)`` with ``rho`` clipped to [-1, 1] (0 for a zero variance)."""
+    norm = jnp.sqrt(k11 * k22)
+    safe = jnp.where(norm > 0, norm, 1.0)
+    return norm, jnp.where(norm > 0, jnp.clip(k12 / safe, -1.0, 1.0), 0.0)
+
+
 def _relu_dual(k11, k22, k12):
-    norm, theta = _angle(k11, k22, k12)
-    return norm * (jnp.sin(theta) + (jnp.pi - theta) * jnp.cos(theta)) / (2 * jnp.pi)
+    # sin(theta) = sqrt(1 - rho^2), cos(theta) = rho: one arccos, no sin/cos
+    norm, rho = _correlation(k11, k22, k12)
+    theta = jnp.arccos(rho)
+    return norm * (jnp.sqrt(1 - rho * rho) + (jnp.pi - theta) * rho) / (2 * jnp.pi)
+
+
+def _relu_duals(k11, k22, k12):
+    """``(V, V')`` of ReLU sharing one correlation and one arccos per pair."""
+    norm, rho = _correlation(k11, k22, k12)
+    theta = jnp.arccos(rho)
+    return (norm * (jnp.sqrt(1 - rho * rho) + (jnp.pi - theta) * rho) / (2 * jnp.pi),
+            (jnp.pi - theta) / (2 * jnp.pi))
 
 
 def _relu_dual_deriv(k11, k22, k12):
@@ -351,6 +368,14 @@ class Activation(eqx.Module):
             return ((a * a + b * b) * _relu_dual(k11, k22, k12)
                     - 2 * a * b * _relu_dual(k11, k22, -k12))
         return self._quadrature(self.fn, k11, k22, k12, nodes)
+
+    def duals(self, k11, k22, k12) -> tuple[jax.Array, jax.Array]:
+        """``(V_phi, V_phi')`` together: one shared evaluation of the pair's correlation and
+        transcendental where the closed form allows it (ReLU: one ``arccos`` per pair
+        instead of two and no ``sin``/``cos``), else :meth:`dual` and :meth:`dual_deriv`."""
+        if self.closed_dual is _relu_dual and self.closed_dual_deriv is _relu_dual_deriv:
+            return _relu_duals(*_as_float(k11, k22, k12))
+        return self.dual(k11, k22, k12), self.dual_deriv(k11, k22, k12)
 
     def dual_deriv(self, k11, k22, k12, *, nodes: int | None = None) -> jax.Array:
         """V_phi' = E[phi'(u) phi'(u')], broadcast over arrays of 2 x 2 covariances (methods

@@ -14,7 +14,14 @@ from deeplimits._core.progress import progress_callback
 from deeplimits._core.tracing import traced_floats
 from deeplimits._core.validation import check_samples
 from deeplimits.spec.conv import ConvResNet, patches
-from deeplimits.wide.depth_flow import Kernel, flow, step_plan
+from deeplimits.wide.depth_flow import (
+    DEFAULT_RTOL,
+    Kernel,
+    choose_steps,
+    flow,
+    pilot_indices,
+    step_plan,
+)
 
 __all__ = ["ConvKernel", "conv_kernel", "empirical_conv_kernel"]
 
@@ -123,7 +130,8 @@ def conv_kernel(
     x2=None,
     depth: int | float | None = None,
     *,
-    steps: int = 256,
+    steps: int | None = None,
+    rtol: float = DEFAULT_RTOL,
     compute_ntk: bool = True,
     train_input_layer: bool = True,
     full: bool | None = None,
@@ -136,7 +144,11 @@ def conv_kernel(
         net: the network (its channel count is ignored); form A with an input layer.
         x1, x2: images ``(N, C_in, *image_shape)`` (``x2`` defaults to ``x1``).
         depth: ``None`` for ``net.depth``, an integer (the exact width-first recursion), or
-            ``math.inf`` (the ODE, ``steps`` RK4 steps on ``[0, T]``).
+            ``math.inf`` (the ODE, RK4 on ``[0, T]``).
+        steps: RK4 steps at infinite depth; ``None`` (default) chooses them from ``rtol``.
+        rtol: target error of the NNGP and NTK relative to their largest entry (default
+            1e-9), estimated by step doubling on a pilot tile of 8 x 8 images (extreme and
+            evenly spaced norms); the estimate reached is the result's ``error``.
         compute_ntk: also return the NTK (the forward ``H`` form of §4).
         train_input_layer: whether the input layer's parameters count in the NTK.
         full: integrate the whole ``P x P`` position kernel (default: only for ``gap``;
@@ -152,7 +164,11 @@ def conv_kernel(
     if not (math.isinf(depth) or (isinstance(depth, int | np.integer)
                                   and not isinstance(depth, bool) and depth > 0)):
         raise ValueError(f"depth must be a positive integer or math.inf, got {depth!r}")
-    steps = check_samples(steps, "steps")
+    if steps is not None:
+        steps = check_samples(steps, "steps")
+    if not (isinstance(rtol, float | int) and not isinstance(rtol, bool)
+            and math.isfinite(rtol) and rtol > 0):
+        raise ValueError(f"rtol must be a finite number > 0, got {rtol!r}")
     full = net.readout == "gap" if full is None else bool(full)
     if net.readout == "gap" and not full:
         raise ValueError("the gap readout needs the full P x P kernel (full=True)")
@@ -165,8 +181,19 @@ def conv_kernel(
     N1, N2 = img1.shape[0], img2.shape[0]
     K, T = np.empty((N1, N2)), np.empty((N1, N2))
     tiles = list(range(0, N1, rows))
-    plan = step_plan(depth, steps, net.horizon)
     dyn = traced_floats(dyn)
+    error = None
+    if math.isinf(depth):
+        norms = lambda img: np.asarray(jnp.sum(img.reshape(img.shape[0], -1) ** 2, 1))
+        i1, i2 = pilot_indices(norms(img1), 8), pilot_indices(norms(img2), 8)
+        pilot_init = _initial_state(net, full, img1[i1], img2[i2], train_input_layer)
+
+        def pilot(n):
+            R, Th = _kernel_block(dyn, pilot_init, *step_plan(math.inf, n, net.horizon))
+            return (R, Th) if compute_ntk else (R,)
+
+        steps, error = choose_steps(pilot, rtol, steps)
+    plan = step_plan(depth, steps or 1, net.horizon)
     with progress_callback(progress, len(tiles), "conv kernel tiles") as advance:
         for i in tiles:
             init = _initial_state(net, full, img1[i : i + rows], img2, train_input_layer)
@@ -177,7 +204,8 @@ def conv_kernel(
     if not np.all(np.isfinite(K)) or not np.all(np.isfinite(T)):
         raise FloatingPointError("the conv kernel has non-finite entries: the dynamics blew "
                                  "up (try a smaller horizon or sigma_w)")
-    return Kernel(nngp=K, ntk=T if compute_ntk else None, depth=depth)
+    return Kernel(nngp=K, ntk=T if compute_ntk else None, depth=depth,
+                  steps=steps if math.isinf(depth) else None, error=error)
 
 
 def _standard_shapes(net: ConvResNet) -> dict[str, tuple[int, ...]]:

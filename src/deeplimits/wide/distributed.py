@@ -19,14 +19,20 @@ import numpy as np
 from deeplimits._core.dask import dask_client
 from deeplimits._core.progress import progress_callback
 from deeplimits.spec.networks import ResNet
-from deeplimits.wide.kernels import Kernel, as_kernel_inputs, check_kernel_net, kernel
+from deeplimits.wide.kernels import (
+    Kernel,
+    as_kernel_inputs,
+    check_kernel_net,
+    kernel,
+    kernel_steps,
+)
 
 __all__ = ["distributed_kernel"]
 
 def _tile(net, xa, xb, depth, kwargs):
     import deeplimits._core  # noqa: F401  (the package root enables float64 in the worker)
 
-    k = kernel(net, xa, xb, depth, **kwargs)
+    k = kernel(net, xa, xb, depth, **kwargs)  # xb None: a diagonal tile
     return k.nngp, k.ntk
 
 
@@ -83,6 +89,13 @@ def distributed_kernel(
     N1, N2 = len(x1), len(x2)
     tiles = [(i, j) for i in range(0, N1, tile) for j in range(0, N2, tile)]
     kwargs = dict(kernel_kwargs, compute_ntk=compute_ntk)
+    steps = error = None
+    if math.isinf(depth):  # one step count for every tile, chosen from rtol on all inputs
+        steps, error = kernel_steps(
+            net, x1, None if x2 is x1 else x2, compute_ntk=compute_ntk,
+            **{k: v for k, v in kernel_kwargs.items()
+               if k in ("steps", "rtol", "train_input_layer", "max_memory")})
+        kwargs["steps"] = steps
     ctx = (contextlib.nullcontext(client) if client is not None
            else dask_client(scheduler, workers, timeout))
     from dask.distributed import as_completed
@@ -90,8 +103,9 @@ def distributed_kernel(
     with ctx as cl:  # connected before anything is written
         K, T = _outputs(zarr_path, (N1, N2), tile, compute_ntk, net, depth)
         net_f = cl.scatter(net, broadcast=True)
-        futures = {cl.submit(_tile, net_f, x1[i : i + tile], x2[j : j + tile], depth, kwargs,
-                             pure=False): (i, j) for i, j in tiles}
+        futures = {cl.submit(_tile, net_f, x1[i : i + tile],
+                             None if (x2 is x1 and i == j) else x2[j : j + tile], depth,
+                             kwargs, pure=False): (i, j) for i, j in tiles}
         with progress_callback(progress, len(tiles), "kernel tiles (dask)") as advance:
             for future in as_completed(futures):
                 i, j = futures[future]
@@ -100,4 +114,5 @@ def distributed_kernel(
                 if compute_ntk:
                     T[i : i + tile, j : j + tile] = t
                 advance(1)
-    return Kernel(nngp=K, ntk=T, depth=depth if not math.isinf(depth) else math.inf)
+    return Kernel(nngp=K, ntk=T, depth=depth if not math.isinf(depth) else math.inf,
+                  steps=steps, error=error)

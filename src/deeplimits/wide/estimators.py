@@ -15,6 +15,7 @@ dynamics instead of recompiling (important inside an optimiser or a grid search)
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import numbers
 
@@ -27,10 +28,10 @@ from sklearn.utils.validation import check_is_fitted, validate_data
 
 from deeplimits.spec.networks import InputLayer, Readout, ResNet
 from deeplimits.wide import inference
-from deeplimits.wide.kernels import DEFAULT_STEPS
+from deeplimits.wide.depth_flow import DEFAULT_RTOL
 from deeplimits.wide.kernels import kernel as _kernel
 
-__all__ = ["ResNetKernelRegressor", "ResNetKernel", "resnet_for_kernel"]
+__all__ = ["ResNetKernelRegressor", "ResNetKernel", "KernelCache", "resnet_for_kernel"]
 
 FORMS = ("A", "B", "C")
 
@@ -126,20 +127,101 @@ def _padded_kernel(net, X1, X2=None, **kwargs):
     k = _kernel(net, _pad(X1), None if X2 is None else _pad(X2), **kwargs)
     n2 = n1 if X2 is None else len(X2)
     cut = lambda a: None if a is None else np.ascontiguousarray(a[:n1, :n2])  # noqa: E731
-    return type(k)(nngp=cut(k.nngp), ntk=cut(k.ntk), depth=k.depth)
+    return dataclasses.replace(k, nngp=cut(k.nngp), ntk=cut(k.ntk))
 
 
-def _kernel_diag(net, X, depth, steps, compute_ntk, train_input_layer):
+def _kernel_diag(net, X, compute_ntk, **kwargs):
     """Diagonals of the NNGP (and NTK) by square blocks along the diagonal."""
     k = np.empty(len(X))
     t = np.empty(len(X)) if compute_ntk else None
     for i in range(0, len(X), _DIAG_BLOCK):
-        blk = _padded_kernel(net, X[i : i + _DIAG_BLOCK], depth=depth, steps=steps,
-                             compute_ntk=compute_ntk, train_input_layer=train_input_layer)
+        blk = _padded_kernel(net, X[i : i + _DIAG_BLOCK], compute_ntk=compute_ntk, **kwargs)
         k[i : i + _DIAG_BLOCK] = np.diag(blk.nngp)
         if compute_ntk:
             t[i : i + _DIAG_BLOCK] = np.diag(blk.ntk)
     return k, t
+
+
+def _key_value(v):
+    """A hashable stand-in for a hyperparameter value (callables by identity)."""
+    if isinstance(v, str | numbers.Number | bool | type(None)):
+        return v
+    return (type(v).__name__, id(v))
+
+
+class KernelCache:
+    """Kernels of one set of inputs, kept per hyperparameter setting and sliced on demand.
+
+    ``GridSearchCV`` and ``cross_val_score`` fit and score a clone of the estimator on every
+    fold; each fold's kernels are blocks of the kernel of all the inputs. Pass
+    ``cache=KernelCache(X)`` (``X``: every input the search will see) and each hyperparameter
+    setting computes the full kernel of ``X`` once, at its first request; every later fit
+    and predict of that setting slices it. Requests for rows not in the cache (or a cache
+    made without ``X``) compute the kernel of the union of all rows seen so far, so
+    results stay exact. ``clone`` and ``copy`` share one cache instead of copying it.
+
+    Attributes:
+        evaluations: number of kernel computations made (cache misses).
+        max_settings: hyperparameter settings kept (least recently used ones are dropped).
+    """
+
+    def __init__(self, X=None, max_settings: int = 16):
+        if not (isinstance(max_settings, numbers.Integral) and max_settings > 0):
+            raise ValueError(f"max_settings must be a positive integer, got {max_settings!r}")
+        self.max_settings = int(max_settings)
+        self.evaluations = 0
+        self._X = np.empty((0, 0))
+        self._index: dict[bytes, int] = {}
+        self._store: dict = {}
+        if X is not None:
+            self._add(np.asarray(X, dtype=np.float64))
+
+    def __copy__(self):
+        return self
+
+    def __deepcopy__(self, memo):
+        return self
+
+    def __repr__(self):
+        return (f"KernelCache({len(self._index)} inputs, {len(self._store)} settings, "
+                f"{self.evaluations} evaluations)")
+
+    def _add(self, X: np.ndarray) -> bool:
+        if X.ndim != 2:
+            raise ValueError(f"cached inputs must have shape (inputs, features), got {X.shape}")
+        if self._X.size and X.shape[1] != self._X.shape[1]:
+            raise ValueError(f"the cache holds inputs of {self._X.shape[1]} features, got "
+                             f"{X.shape[1]}")
+        new = [row for row in np.unique(X, axis=0) if row.tobytes() not in self._index]
+        if not new:
+            return False
+        base = len(self._index)
+        self._X = np.concatenate([self._X.reshape(-1, X.shape[1]), np.asarray(new)])
+        for i, row in enumerate(new):
+            self._index[row.tobytes()] = base + i
+        self._store.clear()  # kernels of the old rows no longer cover the universe
+        return True
+
+    def rows(self, X: np.ndarray) -> np.ndarray:
+        return np.fromiter((self._index[r.tobytes()] for r in X), int, len(X))
+
+    def kernel(self, key, net, X1, X2=None, *, compute_ntk: bool, **kwargs):
+        """The kernel of ``X1`` by ``X2`` for the setting ``key`` (hashable; it must
+        determine ``net`` and ``kwargs``), sliced from the cached full kernel."""
+        self._add(np.asarray(X1, np.float64) if X2 is None
+                  else np.concatenate([X1, X2]).astype(np.float64))
+        entry = self._store.pop(key, None)
+        if entry is None or (compute_ntk and entry.ntk is None):
+            entry = _kernel(net, self._X, compute_ntk=compute_ntk, **kwargs)
+            self.evaluations += 1
+        self._store[key] = entry
+        while len(self._store) > self.max_settings:
+            self._store.pop(next(iter(self._store)))
+        r1 = self.rows(X1)
+        r2 = r1 if X2 is None else self.rows(X2)
+        cut = lambda a: None if a is None else a[np.ix_(r1, r2)]  # noqa: E731
+        return dataclasses.replace(entry, nngp=cut(entry.nngp),
+                                   ntk=cut(entry.ntk) if compute_ntk else None)
 
 
 class ResNetKernelRegressor(RegressorMixin, BaseEstimator):
@@ -167,10 +249,17 @@ class ResNetKernelRegressor(RegressorMixin, BaseEstimator):
         sigma_v, sigma_v0, post_activation: the readout.
         horizon: the depth horizon ``T``.
         normalize_y: centre and scale the targets before fitting (as scikit-learn's GP does).
-        steps: RK4 steps at infinite depth (``None``: the library default).
+        cache: a :class:`KernelCache` shared by the clones of a grid search, so that each
+            kernel setting is computed once for all folds (``None``: no cache).
+        steps: RK4 steps at infinite depth (``None``, the default: chosen from ``rtol``).
+        rtol: target relative error of the kernels at infinite depth (default
+            :data:`~deeplimits.wide.depth_flow.DEFAULT_RTOL` = 1e-9); the estimate reached
+            is ``kernel_error_``.
 
     Learned attributes: ``X_train_``, ``y_train_`` (after normalisation), ``alpha_``
     (``mean = Theta_*X @ alpha_``, in normalised units), ``kernel_train_`` (``K_XX``),
+    ``kernel_steps_`` and ``kernel_error_`` (RK4 steps and estimated relative error of the
+    training kernels at infinite depth, ``None`` at finite depth),
     ``ntk_train_`` (``Theta_XX`` or ``None``), ``ridge_`` and ``noise_`` (absolute diagonal
     terms), ``n_features_in_``, ``model_`` (:class:`~deeplimits.inference.TrainedKernelModel`).
     """
@@ -198,6 +287,8 @@ class ResNetKernelRegressor(RegressorMixin, BaseEstimator):
         horizon=1.0,
         normalize_y=False,
         steps=None,
+        rtol=DEFAULT_RTOL,
+        cache=None,
     ):
         self.form = form
         self.activation = activation
@@ -220,6 +311,8 @@ class ResNetKernelRegressor(RegressorMixin, BaseEstimator):
         self.horizon = horizon
         self.normalize_y = normalize_y
         self.steps = steps
+        self.rtol = rtol
+        self.cache = cache
 
     def __sklearn_tags__(self):
         tags = super().__sklearn_tags__()
@@ -236,12 +329,26 @@ class ResNetKernelRegressor(RegressorMixin, BaseEstimator):
             sigma_v0=self.sigma_v0, post_activation=self.post_activation, horizon=self.horizon)
 
     def _kernel_kwargs(self):
-        kw = {"depth": self._depth, "train_input_layer": bool(self.train_input_layer)}
-        if self.steps is not None:
-            kw["steps"] = int(self.steps)
-        return kw
+        return {"depth": self._depth, "train_input_layer": bool(self.train_input_layer),
+                "steps": None if self.steps is None else int(self.steps),
+                "rtol": float(self.rtol)}
+
+    _NOT_KERNEL = ("training", "ridge", "ridge_mode", "time", "learning_rate", "normalize_y",
+                   "cache")
+
+    def _compute(self, net, X1, X2=None, **kw):
+        """A kernel, through the cache if there is one (padded to bucketed sizes if not)."""
+        if self.cache is None:
+            return _padded_kernel(net, X1, X2, **kw)
+        params = self.get_params(deep=False)
+        key = tuple((name, _key_value(params[name])) for name in sorted(params)
+                    if name not in self._NOT_KERNEL)
+        return self.cache.kernel(key, net, X1, X2, **kw)
 
     def _validate_params(self):
+        if self.cache is not None and not isinstance(self.cache, KernelCache):
+            raise TypeError(f"cache must be a KernelCache or None, got "
+                            f"{type(self.cache).__name__}")
         if self.training not in TRAININGS:
             raise ValueError(f"training must be one of {TRAININGS}, got {self.training!r}")
         if self.ridge_mode not in ("relative", "absolute"):
@@ -256,6 +363,7 @@ class ResNetKernelRegressor(RegressorMixin, BaseEstimator):
         if self.steps is not None and not (isinstance(self.steps, numbers.Integral)
                                            and self.steps > 0):
             raise ValueError(f"steps must be a positive integer or None, got {self.steps!r}")
+        _check_positive(self.rtol, "rtol", allow_zero=False)
         self._depth = _check_depth(self.depth)
 
     # -- API --------------------------------------------------------------------------------
@@ -275,7 +383,7 @@ class ResNetKernelRegressor(RegressorMixin, BaseEstimator):
             self._y_std = np.ones(y.shape[1:])
         yn = (y - self._y_mean) / self._y_std
         fully = self.training == "fully"
-        k = _padded_kernel(net, X, compute_ntk=fully, **self._kernel_kwargs())
+        k = self._compute(net, X, compute_ntk=fully, **self._kernel_kwargs())
         self.model_ = inference.fit_gradient_flow(
             k.nngp, yn, k.ntk if fully else None, time=self.time,
             learning_rate=self.learning_rate, ridge=self.ridge,
@@ -284,6 +392,7 @@ class ResNetKernelRegressor(RegressorMixin, BaseEstimator):
         self.y_train_ = yn
         self.kernel_train_ = k.nngp
         self.ntk_train_ = k.ntk if fully else None
+        self.kernel_steps_, self.kernel_error_ = k.steps, k.error
         self.alpha_ = self.model_.alpha[:, 0] if yn.ndim == 1 else self.model_.alpha
         self.ridge_ = self.model_.ridge
         self.noise_ = self.model_.noise
@@ -304,14 +413,14 @@ class ResNetKernelRegressor(RegressorMixin, BaseEstimator):
         net = self._network(X.shape[1])
         fully = self.training == "fully"
         kw = self._kernel_kwargs()
-        cross = _padded_kernel(net, X, self.X_train_, compute_ntk=fully, **kw)
+        cross = self._compute(net, X, self.X_train_, compute_ntk=fully, **kw)
         k_test = None
         if return_cov:
-            k_test = _padded_kernel(net, X, compute_ntk=False, **kw).nngp
+            k_test = self._compute(net, X, compute_ntk=False, **kw).nngp
         elif return_std:
-            k_test = _kernel_diag(net, X, compute_ntk=False, steps=kw.get("steps", DEFAULT_STEPS),
-                                  depth=kw["depth"],
-                                  train_input_layer=kw["train_input_layer"])[0]
+            k_test = (np.diag(self._compute(net, X, compute_ntk=False, **kw).nngp).copy()
+                      if self.cache is not None
+                      else _kernel_diag(net, X, compute_ntk=False, **kw)[0])
         post = self.model_.predict(cross.nngp, k_test, cross.ntk if fully else None)
         mean = post.mean * self._y_std + self._y_mean
         if not (return_std or return_cov):
@@ -329,7 +438,8 @@ class ResNetKernel(_SkKernel):
 
     Hyperparameters (optimised in log space, as scikit-learn does): ``sigma_w`` and
     ``sigma_b``. Fixed settings: ``form``, ``activation``, ``depth``, ``input_layer``
-    (with ``sigma_A``, ``sigma_a``), ``sigma_u``, ``sigma_v`` and ``steps``. Use
+    (with ``sigma_A``, ``sigma_a``), ``sigma_u``, ``sigma_v``, ``steps`` (``None``: chosen
+    from ``rtol``, default 1e-9). Use
     ``ConstantKernel() * ResNetKernel()`` for a free amplitude and ``+ WhiteKernel()`` for
     noise.
 
@@ -342,9 +452,10 @@ class ResNetKernel(_SkKernel):
     **Gradient**: ``eval_gradient=True`` returns ``dK/dlog(sigma)`` by central finite
     differences in log space (step ``fd_step = 1e-4``, float64; truncation error about
     ``fd_step^2 / 6`` relative, rounding about ``1e-16 / fd_step`` relative), i.e. 4 extra
-    kernel evaluations. The kernel is the RK4 discretisation (``steps``) of the depth ODE,
-    which is smooth in the hyperparameters, so these are derivatives of the kernel
-    actually used.
+    kernel evaluations. The kernel is the RK4 discretisation of the depth ODE with the step
+    count chosen at the base point (from ``rtol`` unless ``steps`` is given) and kept for
+    the shifted points, which is smooth in the hyperparameters, so these are derivatives
+    of the kernel actually used.
     """
 
     def __init__(
@@ -361,7 +472,8 @@ class ResNetKernel(_SkKernel):
         sigma_a=0.0,
         sigma_u=1.0,
         sigma_v=1.0,
-        steps=64,
+        steps=None,
+        rtol=DEFAULT_RTOL,
         fd_step=1e-4,
     ):
         self.sigma_w = sigma_w
@@ -377,6 +489,7 @@ class ResNetKernel(_SkKernel):
         self.sigma_u = sigma_u
         self.sigma_v = sigma_v
         self.steps = steps
+        self.rtol = rtol
         self.fd_step = fd_step
 
     @property
@@ -413,7 +526,12 @@ class ResNetKernel(_SkKernel):
             sigma_v=self.sigma_v)
 
     def _kw(self):
-        return {"depth": _check_depth(self.depth), "steps": int(self.steps),
+        if self.steps is not None and not (isinstance(self.steps, numbers.Integral)
+                                           and self.steps > 0):
+            raise ValueError(f"steps must be a positive integer or None, got {self.steps!r}")
+        return {"depth": _check_depth(self.depth),
+                "steps": None if self.steps is None else int(self.steps),
+                "rtol": _check_positive(self.rtol, "rtol", allow_zero=False),
                 "compute_ntk": False}
 
     @staticmethod
@@ -434,9 +552,13 @@ class ResNetKernel(_SkKernel):
             if Y.shape[1] != X.shape[1]:
                 raise ValueError(f"X has {X.shape[1]} features but Y has {Y.shape[1]}")
         d = X.shape[1]
-        K = _padded_kernel(self._net(d), X, Y, **self._kw()).nngp
+        base_kernel = _padded_kernel(self._net(d), X, Y, **self._kw())
+        K = base_kernel.nngp
         if not eval_gradient:
             return K
+        # the shifted kernels use the base point's step count: a count chosen afresh from
+        # rtol could differ between them and the difference quotient would see the jump
+        fixed = self._kw() | {"steps": base_kernel.steps}
         grads = []
         h = float(self.fd_step)
         for hp in self.hyperparameters:
@@ -447,7 +569,7 @@ class ResNetKernel(_SkKernel):
             vals = {}
             for sign in (1, -1):
                 kw = {hp.name: base * math.exp(sign * h)}
-                vals[sign] = _padded_kernel(self._net(d, **kw), X, **self._kw()).nngp
+                vals[sign] = _padded_kernel(self._net(d, **kw), X, **fixed).nngp
             grads.append((vals[1] - vals[-1]) / (2 * h))
         G = np.stack(grads, -1) if grads else np.empty(K.shape + (0,))
         return K, G
@@ -455,8 +577,7 @@ class ResNetKernel(_SkKernel):
     def diag(self, X):
         X = self._inputs(X, "X")
         kw = self._kw()
-        return _kernel_diag(self._net(X.shape[1]), X, kw["depth"], kw["steps"], False,
-                            True)[0]
+        return _kernel_diag(self._net(X.shape[1]), X, **kw)[0]
 
     def is_stationary(self):
         return False
