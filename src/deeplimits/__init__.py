@@ -83,6 +83,7 @@ _NAMES = {
     "empirical_nngp": "deeplimits.wide.empirical",
     "empirical_ntk": "deeplimits.wide.empirical",
     "standard_params": "deeplimits.wide.empirical",
+    "KernelCache": "deeplimits.wide.estimators",
     "ResNetKernel": "deeplimits.wide.estimators",
     "ResNetKernelRegressor": "deeplimits.wide.estimators",
     "Kernel": "deeplimits.wide.kernels",
@@ -165,5 +166,5 @@ if TYPE_CHECKING:  # for type checkers and IDEs; at run time the names load lazi
         empirical_ntk,
         standard_params,
     )
-    from deeplimits.wide.estimators import ResNetKernel, ResNetKernelRegressor
+    from deeplimits.wide.estimators import KernelCache, ResNetKernel, ResNetKernelRegressor
     from deeplimits.wide.kernels import Kernel, kernel, nngp, ntk
