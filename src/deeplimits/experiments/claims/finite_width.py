@@ -500,7 +500,7 @@ def plot_covariance(ds: xr.Dataset):
 register(Claim("W5-covariance", "The covariance of two inputs tends to the same ODE value "
                "width-then-depth, depth-then-width and jointly",
                "HY23 [abstract]; finite_width.md §9 [derived, simulated]",
-               _cov_compute, plot_covariance,
+               _cov_compute, plot_covariance, covers=("W5", "K5"),
                control=Control(f"ODE value x{COV_TWIN}",
                                "the same networks against the covariance limit multiplied by "
                                f"{COV_TWIN}")))
