@@ -91,7 +91,7 @@ def test_detectable_shift_is_the_power_calculation():
 
 
 def test_a_declared_control_must_be_judged():
-    claim = Claim("X", "t", "s", lambda scale, seed: xr.Dataset(attrs=dict(
+    claim = Claim("X1", "t", "s", lambda scale, seed: xr.Dataset(attrs=dict(
         statistic="z", tolerance="t", measured=0.0, passed=1)), lambda ds: None,
         control=Control("twin", "a wrong twin"))
     with pytest.raises(ValueError, match="did not judge"):
