@@ -51,7 +51,7 @@ ALPHA = 0.01
 
 DIGITS = [0, 7]  # a zero and a seven: distinct shapes
 
-SPREAD_ERROR = 1.15
+SPREAD_ERROR = 1.2
 """V1-sde control: the SDE's fluctuations scaled by this factor."""
 
 TWIN_SIGMA_W = 1.05
@@ -99,7 +99,7 @@ def _sde_compute(scale: str, seed: int) -> xr.Dataset:
                 "|x[1]|^2 / CP": (net_x[:, 1] ** 2).mean((1, 2, 3))}
     stat_sde = {"x[0, c0, 4, 4]": sde_x[:, 0, 0, 4, 4],
                 "|x[1]|^2 / CP": (sde_x[:, 1] ** 2).mean((1, 2, 3))}
-    margins = pick(scale, dict(mean=0.15, log_var=0.25), dict(mean=0.05, log_var=0.08))
+    margins = pick(scale, dict(mean=0.2, log_var=0.3), dict(mean=0.05, log_var=0.08))
     twin = {k: perturbed_spread(v, SPREAD_ERROR) for k, v in stat_sde.items()}
 
     def decide(reference) -> Verdict:
@@ -154,10 +154,10 @@ register(Claim(
     "V1-sde", "Convolutional ResNets (C fixed) converge to their SDE with patch-Gram noise",
     "PF21 [abstract] (extension exists); conv.md §2 [derived, simulated]",
     _sde_compute, _sde_plot,
-    control=Control(f"SDE fluctuations x{1.15}",
+    control=Control(f"SDE fluctuations x{SPREAD_ERROR}",
                     "the network's samples against the SDE's samples with their fluctuations "
-                    "about the mean scaled by 1.15 (the law of a diffusion coefficient off "
-                    "by 15% for a Gaussian law)")))
+                    f"about the mean scaled by {SPREAD_ERROR} (the law of a diffusion "
+                    "coefficient off by that factor, for a Gaussian law)")))
 
 
 def _kernel_net(channels: int, depth: int) -> ConvResNet:
