@@ -174,10 +174,10 @@ def _control_text(r: ClaimResult) -> str:
     e, v, c = html.escape, r.verdict, r.claim.control
     if v.control is None or c is None:
         return "<b>none judged</b> (the verdict has no demonstrated power)."
+    power = f" The check {e(v.detectable)}." if v.detectable else ""
     return (f"<b>{e(c.name)}</b>, {e(c.description)}: "
             f"<b>{'rejected' if v.control_rejected else 'ACCEPTED'}</b>, "
-            f"{e(v.statistic)} = {_fmt(v.control.measured)}. {e(v.control.details)} "
-            f"The check {e(v.detectable.removeprefix('detects '))}." if v.detectable else "")
+            f"{e(v.statistic)} = {_fmt(v.control.measured)}. {e(v.control.details)}{power}")
 
 
 def _theory_base(path: str | Path, base: str | None) -> str:
