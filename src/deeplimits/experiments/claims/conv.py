@@ -309,4 +309,7 @@ def _kernel_plot(ds: xr.Dataset):
 
 register(Claim(
     "V1-kernel", "Wide-channel conv ResNets converge to the continuous-depth CNN kernel",
-    "PF21 [abstract]; conv.md §3-§4 [derived, simulated]", _kernel_compute, _kernel_plot))
+    "PF21 [abstract]; conv.md §3-§4 [derived, simulated]", _kernel_compute, _kernel_plot,
+    control=Control(f"wide kernel of sigma_w x{TWIN_SIGMA_W}",
+                    "the same finite networks against the wide-channel kernel of the network "
+                    f"with sigma_w multiplied by {TWIN_SIGMA_W}")))
