@@ -8,6 +8,8 @@ whenever a check loses its power (its deliberately wrong twin stops failing, see
 """
 
 import math
+import re
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -89,10 +91,74 @@ def test_detectable_shift_is_the_power_calculation():
 
 
 def test_a_declared_control_must_be_judged():
-    claim = Claim("X", "t", "s", lambda scale, seed: xr.Dataset(attrs=dict(
+    claim = Claim("X1", "t", "s", lambda scale, seed: xr.Dataset(attrs=dict(
         statistic="z", tolerance="t", measured=0.0, passed=1)), lambda ds: None,
         control=Control("twin", "a wrong twin"))
     with pytest.raises(ValueError, match="did not judge"):
         claim.run("quick", 0)
     with pytest.raises(ValueError, match="non-empty"):
         Control("", "x")
+
+
+# -- coverage: every claim of the specification has a report row, every claim a test ------
+
+THEORY = Path(__file__).resolve().parents[1] / "docs" / "theory" / "index.md"
+
+
+def spec_claim_ids() -> list[str]:
+    """The ids of the claims table of the theory index (F1-F8, B1-B2, V1, K1-K5, ...)."""
+    ids = re.findall(r"^\| *([A-Z]\d+) *\|", THEORY.read_text(encoding="utf-8"), re.M)
+    assert len(ids) >= 25, "the claims table of docs/theory/index.md was not found"
+    return ids
+
+
+def test_every_spec_claim_has_a_report_row():
+    rows = {covered for claim in registry().values() for covered in claim.covers}
+    missing = [cid for cid in spec_claim_ids() if cid not in rows]
+    assert not missing, f"specification claims without a report row: {missing}"
+
+
+def test_every_registered_claim_has_a_test():
+    # the parametrised test above runs each registered claim and its control
+    assert CLAIMS == sorted(registry()) and len(CLAIMS) == len(set(CLAIMS))
+
+
+# -- the report (cheap: synthetic results) -------------------------------------------------
+
+def _fake_result(cid, source, passed, control_passed):
+    claim = Claim(cid, f"title {cid}", source, lambda s, k: None, lambda ds: None,
+                  control=Control("twin", "a wrong twin"))
+    v = judge(lambda ok: Verdict("z", "|z| < 1", 0.5, ok), passed, control_passed,
+              Detectable(0.031, "error in the variance"))
+    from deeplimits.experiments.claims._base import with_verdict
+    ds = with_verdict(xr.Dataset(), v)
+    ds.attrs["control"] = "twin"
+    from deeplimits.experiments.claims import ClaimResult
+    return ClaimResult(claim, ds, Verdict.from_attrs(ds.attrs), 1.0)
+
+
+def test_report_groups_by_paper_with_summary_controls_and_theory_links(tmp_path):
+    import matplotlib.pyplot as plt
+
+    from deeplimits.experiments.report import paper_summary, render_report, theory_anchor
+
+    assert theory_anchor("PF20 [abstract]; forward.md §4.2, §5") == "forward.md#s4-2"
+    assert theory_anchor("finite_width.md §5 Case II") == "finite_width.md#s5"
+    assert theory_anchor("no page") is None
+    results = [_fake_result("F2-x", "forward.md §4 [derived]", True, False),
+               _fake_result("F9-x", "forward.md §6.2", False, False),
+               _fake_result("W3-x", "finite_width.md §7", False, True)]
+    fig = plt.figure()
+    figures = {r.claim.id: figure_png(fig) for r in results}
+    path = render_report(results, figures, tmp_path / "r.html", scale="quick", seed=0,
+                         seconds=1.0, theory_base="../docs/theory/")
+    page = path.read_text()
+    assert page.count("<tr class='group-start'>") == 2  # Peluchetti-Favaro and Hayou
+    assert "href='../docs/theory/forward.md#s4'" in page
+    assert "detects a 3.1% error in the variance at 99% power" in page
+    assert "twin: rejected" in page and "twin: accepted" in page
+    # the summaries are computed from the verdicts
+    pf = paper_summary(results[:2], {})
+    assert pf.startswith("1 of 2 claims confirmed (F2-x)") and "refuted (F9-x)" in pf
+    assert "inconclusive (W3-x)" in paper_summary(results[2:], {})
+    assert page.index("Summary by paper") < page.index("<table id=\"verdicts\">")

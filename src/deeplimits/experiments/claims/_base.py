@@ -219,6 +219,9 @@ class Claim:
         plot: ``Dataset -> Figure``, using nothing but the dataset.
         control: the negative control (see the module docstring); every registered claim
             must declare one (``tests/test_claims.py``).
+        covers: the claim ids of the specification's claims table that this row checks
+            (default: the id's prefix before the first ``-``, e.g. ``F2`` for ``F2-tanh``);
+            the coverage test requires every specification id to be covered.
     """
 
     id: str
@@ -227,6 +230,15 @@ class Claim:
     compute: Callable[[str, int], xr.Dataset]
     plot: Callable[[xr.Dataset], matplotlib.figure.Figure]
     control: Control | None = None
+    covers: tuple[str, ...] = ()
+
+    def __post_init__(self):
+        covers = tuple(self.covers) or (self.id.split("-")[0],)
+        bad = [c for c in covers if not (c[:1].isalpha() and c[1:].isdigit())]
+        if bad:
+            raise ValueError(f"claim {self.id}: covers must be specification ids such as "
+                             f"'F2' or 'K5', got {bad}")
+        object.__setattr__(self, "covers", covers)
 
     def run(self, scale: str = "quick", seed: int = 0) -> ClaimResult:
         pick(scale, None, None)

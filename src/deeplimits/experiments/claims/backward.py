@@ -9,16 +9,34 @@ Depth sweeps and the i.i.d. baseline run through one compilation of the exact sa
 
 from __future__ import annotations
 
+import dataclasses
 import math
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 import xarray as xr
+from scipy import stats as st
 
 from deeplimits._core.keys import seed_key
 from deeplimits.analysis import stats
-from deeplimits.experiments.claims._base import Claim, Verdict, pick, register, with_verdict
+from deeplimits.experiments.claims._base import (
+    Claim,
+    Control,
+    Detectable,
+    Verdict,
+    detectable_shift,
+    judge,
+    pick,
+    register,
+    with_verdict,
+)
+from deeplimits.experiments.claims.checks import (
+    equivalence,
+    ks_detectable,
+    law_gap,
+    variance_detectable,
+)
 from deeplimits.experiments.figures import depth_ticks, figure, histogram
 from deeplimits.simulation.gradients import (
     jacobian_log_norm_law,
@@ -80,7 +98,7 @@ def _agree_compute(scale: str, seed: int) -> xr.Dataset:
     configs = pick(scale, AGREE_QUICK, AGREE_FULL)
     n_samples = pick(scale, 10_000, 40_000)
     key = seed_key(seed, "B2")
-    rows, control, hist = [], [], {}
+    rows, control, hist, pairs = [], [], {}, []
     for i, (form, act, n, depth, k, methods) in enumerate(configs):
         net = ResNet(width=n, depth=depth, form=form, activation=act, sigma_b=0.5,
                      width_scaled=form == "B")
@@ -95,6 +113,7 @@ def _agree_compute(scale: str, seed: int) -> xr.Dataset:
         label = f"{form}/{act}/n={n}/L={depth}/k={k}"
         for j, method in enumerate(methods):
             other = draw(method, kk[1 + j])
+            pairs.append((f"{label} {method}", ref, other))
             rows += [(f"{label} {method} {name}", stats.ks_2samp(ref[name], other[name]).pvalue)
                      for name in ref]
             if i == 0:
@@ -102,12 +121,25 @@ def _agree_compute(scale: str, seed: int) -> xr.Dataset:
         if i == 0:
             hist["autodiff"] = ref["|g0|^2"]
             neg = draw("exact", kk[3], conditioned=False)
+            twin = [(f"{label} unconditioned", ref, neg)]
             control = [(name, stats.ks_2samp(ref[name], neg[name]).pvalue)
                        for name in ("|g0|^2", "<g0,x0>", "<g0,phi(x0)>")]
     pvals = np.array([r[1] for r in rows])
-    adjusted = stats.bonferroni(pvals)
-    control_p = min(c[1] for c in control)
-    passed = adjusted >= ALPHA and control_p < 1e-6
+    tests = pvals.size
+
+    def decide(compared) -> Verdict:
+        p = np.array([stats.ks_2samp(ref[name], other[name]).pvalue
+                      for _, ref, other in compared for name in ref])
+        adjusted = stats.bonferroni(p) if len(compared) > 1 else min(1.0, p.min() * tests)
+        return Verdict(
+            statistic=f"Bonferroni-adjusted min p of two-sample KS against autodiff through "
+                      f"the dense network ({tests} tests: exact sampler and joint (X, J) SDE)",
+            tolerance="adjusted p >= 0.01", measured=adjusted, passed=bool(adjusted >= ALPHA),
+            details=f"{n_samples} samples per method, loss sum sin(x_L), sigma_b = 0.5, "
+                    f"configs {[c[:5] for c in configs]}; compared: "
+                    + ", ".join(c[0] for c in compared))
+
+    verdict = judge(decide, pairs, twin, ks_detectable(n_samples, n_samples, tests))
     ds = xr.Dataset({"pvalue": ("test", pvals),
                      "control_pvalue": ("control", np.array([c[1] for c in control])),
                      "g0_sq": (("method", "sample"), np.stack([hist[m] for m in
@@ -115,16 +147,7 @@ def _agree_compute(scale: str, seed: int) -> xr.Dataset:
                     coords={"test": [r[0] for r in rows], "control": [c[0] for c in control],
                             "method": ["autodiff", "exact", "sde"]})
     ds.attrs["network"] = str(configs[0][:5])
-    return with_verdict(ds, Verdict(
-        statistic=f"Bonferroni-adjusted min p of two-sample KS against autodiff through the "
-                  f"dense network ({pvals.size} tests: exact sampler and joint (X, J) SDE)",
-        tolerance="adjusted p >= 0.01; control (W^T g drawn independently of the forward "
-                  "pass) rejected with p < 1e-6",
-        measured=adjusted, passed=bool(passed),
-        details=f"{n_samples} samples per method, loss sum sin(x_L), sigma_b = 0.5, configs "
-                f"{[c[:5] for c in configs]}; KS detects a CDF gap of "
-                f"{stats.ks_detectable_shift(n_samples, n_samples):.3f}; control min p "
-                f"{control_p:.2g}"))
+    return with_verdict(ds, verdict)
 
 
 def _agree_plot(ds: xr.Dataset):
@@ -145,7 +168,10 @@ def _agree_plot(ds: xr.Dataset):
 register(Claim("B2-exact", "Autodiff through dense networks, Euler-Maruyama of the joint "
                "(X, J) SDE with shared noise, and the exact O(n) forward-backward sampler "
                "agree in law; drawing W^T g independently of the forward pass does not",
-               SOURCE, _agree_compute, _agree_plot))
+               SOURCE, _agree_compute, _agree_plot,
+               control=Control("W^T g unconditioned",
+                               "the exact sampler with W^T g drawn independently of the "
+                               "forward pass (the Gaussian conditioning dropped)")))
 
 
 def _norms_compute(scale: str, seed: int) -> xr.Dataset:
@@ -160,23 +186,30 @@ def _norms_compute(scale: str, seed: int) -> xr.Dataset:
                                  dtype=pick(scale, jnp.float32, jnp.float64))
     logg = np.stack([np.log(np.linalg.norm(_np(r["grad"])[:, 0], axis=-1)) for r in res])
     logg = logg.reshape(2, len(depths), n_samples)
-    ks_last = stats.ks_2samp(logg[0, -2], logg[0, -1])
     med = np.median(logg, axis=-1)
-    # i.i.d.: log-median grows linearly in L (slope ~ log(1.5) / 2 per layer for ReLU)
-    iid_slope = np.polyfit(depths, med[1], 1)[0]
-    passed = ks_last.pvalue >= ALPHA and abs(med[0, -1]) < 5 and iid_slope > 0.1
+    margins = pick(scale, dict(mean=0.15, log_var=0.25), dict(mean=0.05, log_var=0.08))
+
+    def decide(pair) -> Verdict:
+        equal, ratio, text = equivalence(law_gap(*pair), **margins)
+        return Verdict(
+            statistic=f"worst TOST bound / margin, law of log|g_0| at L = {depths[-1]} vs "
+                      f"L = {depths[-2]} (standardised mean, log-variance)",
+            tolerance=f"< 1 (margins {margins}, Bonferroni over 2 at level 0.01): the law "
+                      "has converged",
+            measured=ratio, passed=equal,
+            details=f"form A ReLU, width {n}, {n_samples} networks per depth, loss "
+                    f"sum sin(x_L): {text}; medians {np.round(pair_median(pair), 3).tolist()}")
+
+    pair_median = lambda pair: [np.median(pair[1]), np.median(pair[0])]
+    gap = law_gap(logg[0, -1], logg[0, -2])
+    verdict = judge(decide, (logg[0, -1], logg[0, -2]), (logg[1, -1], logg[1, -2]),
+                    variance_detectable(gap, margins["log_var"]))
+    verdict = dataclasses.replace(verdict, details=verdict.details + "; i.i.d. medians "
+                                  f"{np.round(med[1], 1).tolist()}")
     ds = xr.Dataset({"log_grad_norm": (("scaling", "depth", "sample"), logg),
                      "median": (("scaling", "depth"), med)},
                     coords={"scaling": ["shrinking", "iid"], "depth": depths})
-    return with_verdict(ds, Verdict(
-        statistic=f"KS p of log|g_0| at L = {depths[-2]} vs L = {depths[-1]} (shrinking)",
-        tolerance="p >= 0.01 (law converges) and |median log|g_0|| < 5; i.i.d. baseline: "
-                  "median log|g_0| grows by > 0.1 per layer",
-        measured=ks_last.pvalue, passed=bool(passed),
-        details=f"form A ReLU, width {n}, {n_samples} networks per depth, loss sum sin(x_L); "
-                f"KS detects a CDF gap of {stats.ks_detectable_shift(n_samples, n_samples):.3f};"
-                f" shrinking medians {np.round(med[0], 3).tolist()}; i.i.d. medians "
-                f"{np.round(med[1], 1).tolist()} (slope {iid_slope:.3f} per layer)"))
+    return with_verdict(ds, verdict)
 
 
 def _norms_plot(ds: xr.Dataset):
@@ -199,7 +232,10 @@ def _norms_plot(ds: xr.Dataset):
 
 register(Claim("B1-norms", "Under the shrinking law gradient norms neither vanish nor "
                "explode: their law converges with depth; with i.i.d. parameters they explode",
-               SOURCE, _norms_compute, _norms_plot))
+               SOURCE, _norms_compute, _norms_plot,
+               control=Control("i.i.d. parameters",
+                               "the same network with non-shrinking i.i.d. parameters, whose "
+                               "gradient norms explode (the law keeps moving with L)")))
 
 
 def _two_inputs_compute(scale: str, seed: int) -> xr.Dataset:
@@ -217,23 +253,33 @@ def _two_inputs_compute(scale: str, seed: int) -> xr.Dataset:
         cos.append((g[:, 0] * g[:, 1]).sum(-1) / np.linalg.norm(g, axis=-1).prod(-1))
     cos = np.stack(cos).reshape(2, len(depths), n_samples)
     mean, se = cos.mean(-1), cos.std(-1, ddof=1) / math.sqrt(n_samples)
-    # shrinking: the mean cosine at the two largest depths agrees (converges), and stays
-    # below 1 by more than 4 standard errors; i.i.d. moves away from it
-    z_conv = (mean[0, -1] - mean[0, -2]) / math.hypot(se[0, -1], se[0, -2])
-    gap = 1 - mean[0, -1]
-    passed = abs(z_conv) < 4 and gap > 4 * se[0, -1] and np.all(cos[0, -1] < 1 - 1e-6)
+    margin = pick(scale, 0.03, 0.01)
+    z = float(st.norm.isf(ALPHA / 2))
+
+    def decide(i: int) -> Verdict:
+        # converged: the change of the mean cosine from L_max/4 to L_max is within the
+        # margin (TOST), and the limit stays below 1 by more than 4 SE
+        change = mean[i, -1] - mean[i, -2]
+        bound = abs(change) + z * math.hypot(se[i, -1], se[i, -2])
+        gap = 1 - mean[i, -1]
+        ok = bound < margin and gap > 4 * se[i, -1] and np.all(cos[i, -1] < 1 - 1e-6)
+        return Verdict(
+            statistic=f"TOST bound of the change of E cos(g_0(x), g_0(x')) from L = "
+                      f"{depths[-2]} to {depths[-1]}",
+            tolerance=f"< {margin} (converged), with 1 - E cos > 4 SE and no sample at "
+                      "cosine 1",
+            measured=float(bound), passed=bool(ok),
+            details=f"form A ReLU, width {n}, input cosine 0.5, loss mean(x_L), {n_samples} "
+                    f"networks per depth; mean cosines {np.round(mean[i], 4).tolist()}")
+
+    verdict = judge(decide, 0, 1, Detectable(
+        detectable_shift(math.hypot(se[0, -1], se[0, -2]), margin=margin),
+        "change of the mean gradient cosine", relative=False))
     ds = xr.Dataset({"mean_cos": (("scaling", "depth"), mean),
                      "se_cos": (("scaling", "depth"), se),
                      "cos_last": ("sample", cos[0, -1])},
                     coords={"scaling": ["shrinking", "iid"], "depth": depths})
-    return with_verdict(ds, Verdict(
-        statistic=f"1 - E cos(g_0(x), g_0(x')) at L = {depths[-1]} (shrinking)",
-        tolerance=f"> 4 SE ({4 * se[0, -1]:.4f}) and no sample at cosine 1; |z| of the change "
-                  f"from L = {depths[-2]} < 4",
-        measured=float(gap), passed=bool(passed),
-        details=f"form A ReLU, width {n}, input cosine 0.5, loss mean(x_L), {n_samples} "
-                f"networks per depth; shrinking mean cosines {np.round(mean[0], 4).tolist()}"
-                f" (z of last change {z_conv:.2f}); i.i.d. {np.round(mean[1], 4).tolist()}"))
+    return with_verdict(ds, verdict)
 
 
 def _two_inputs_plot(ds: xr.Dataset):
@@ -256,7 +302,10 @@ def _two_inputs_plot(ds: xr.Dataset):
 register(Claim("B1-two-inputs", "Gradients at two inputs are not perfectly correlated: "
                "their cosine converges with depth to a law below 1",
                "backward.md §3 [derived; PF21 statement reconstructed]", _two_inputs_compute,
-               _two_inputs_plot))
+               _two_inputs_plot,
+               control=Control("i.i.d. parameters",
+                               "the same network with non-shrinking i.i.d. parameters: its "
+                               "gradient cosine keeps moving with depth")))
 
 
 def _param_compute(scale: str, seed: int) -> xr.Dataset:
@@ -276,30 +325,36 @@ def _param_compute(scale: str, seed: int) -> xr.Dataset:
                       for r in res])
     ref = total[-1]
     w1 = np.array([stats.wasserstein1(t, ref) for t in total[:-1]])
-    pv = np.array([stats.ks_2samp(t, ref).pvalue for t in total[-3:-1]])
-    adjusted = stats.bonferroni(pv)
-    # raw parametrisation: sum_l |dl/dW_l|^2 = total weight part / (s_w^2 dt) grows like L
+    # the raw parametrisation (the control): sum_l |dl/dW_l|^2 = weight part / (s_w^2 dt)
     s_w2 = ResNet(depth=1, **base).s_w ** 2  # horizon 1: dt = 1 / L
-    raw = np.array([_np(r["weight_grad_sq"])[:, 0].mean() * L / s_w2
-                    for r, L in zip(res[:-1], depths, strict=True)])
-    raw_slope = np.polyfit(np.log(depths), np.log(raw), 1)[0]
-    passed = (adjusted >= ALPHA and abs(raw_slope - 1) < 0.1
-              and 0.01 < np.median(ref) < 100)
+    raw_all = [_np(r["weight_grad_sq"])[:, 0] * L / s_w2
+               for r, L in zip(res, depths + [ref_depth], strict=True)]
+    raw = np.array([v.mean() for v in raw_all[:-1]])
+    margins = pick(scale, dict(mean=0.15, log_var=0.25), dict(mean=0.05, log_var=0.08))
+
+    def decide(pair) -> Verdict:
+        equal, ratio, text = equivalence(law_gap(np.log(pair[0]), np.log(pair[1])), **margins)
+        return Verdict(
+            statistic=f"worst TOST bound / margin of the law of log sum_l |dl/dtheta_l|^2 at "
+                      f"L = {depths[-1]} vs its limit (Euler sum at {ref_depth} steps)",
+            tolerance=f"< 1 (margins {margins} on the standardised mean and log-variance, "
+                      "Bonferroni over 2 at level 0.01)",
+            measured=ratio, passed=equal,
+            details=f"form A tanh, sigma_b = 0.5, width {n}, {n_samples} networks per depth; "
+                    f"{text}; median of the compared sums {np.median(pair[0]):.3f} and "
+                    f"{np.median(pair[1]):.3f}")
+
+    gap = law_gap(np.log(total[-2]), np.log(ref))
+    verdict = judge(decide, (total[-2], ref), (raw_all[-2], raw_all[-1]),
+                    variance_detectable(gap, margins["log_var"]))
+    verdict = dataclasses.replace(verdict, details=verdict.details + "; the limit "
+                                  "s_w^2 int |g|^2 |phi(X)|^2 + sigma_b^2 int |g|^2 dt is its "
+                                  f"Euler sum along the exact path; W1 to it "
+                                  f"{np.round(w1, 3).tolist()}")
     ds = xr.Dataset({"total": (("depth", "sample"), total), "w1": ("L", w1),
                      "raw_mean": ("L", raw)},
                     coords={"depth": depths + [ref_depth], "L": depths})
-    return with_verdict(ds, Verdict(
-        statistic=f"Bonferroni-adjusted KS p of sum_l |dl/dtheta_l|^2 at L = {depths[-2]}, "
-                  f"{depths[-1]} vs the Riemann sum of its integral at {ref_depth} steps",
-        tolerance="adjusted p >= 0.01 and median of the limit in (0.01, 100) (O(1), not "
-                  "zero); raw-parameter sum_l |dl/dW_l|^2 grows like L (log-log slope "
-                  "within 0.1 of 1)",
-        measured=adjusted, passed=bool(passed),
-        details=f"form A tanh, sigma_b = 0.5, width {n}, {n_samples} networks per depth; the "
-                f"limit s_w^2 int |g|^2 |phi(X)|^2 + sigma_b^2 int |g|^2 dt is its Euler sum "
-                f"along the exact (= Euler-Maruyama) path at {ref_depth} steps; W1 to it "
-                f"{np.round(w1, 3).tolist()} (Monte Carlo floor); raw-sum slope "
-                f"{raw_slope:.3f}; median of the limit {np.median(ref):.3f}"))
+    return with_verdict(ds, verdict)
 
 
 def _param_plot(ds: xr.Dataset):
@@ -320,7 +375,10 @@ def _param_plot(ds: xr.Dataset):
 
 register(Claim("B1-param-grad", "The total squared parameter-gradient norm (standardised "
                "parameters) converges in law to its O(1) integral limit",
-               "backward.md §3 [derived, simulated]", _param_compute, _param_plot))
+               "backward.md §3 [derived, simulated]", _param_compute, _param_plot,
+               control=Control("raw parameters",
+                               "the same sums in the raw parametrisation "
+                               "sum_l |dl/dW_l|^2, which grows like L and has no limit")))
 
 
 def _identity_compute(scale: str, seed: int) -> xr.Dataset:
@@ -328,7 +386,7 @@ def _identity_compute(scale: str, seed: int) -> xr.Dataset:
     n_samples = pick(scale, 10_000, 100_000)
     widths = pick(scale, [4], [2, 3, 5])
     key = seed_key(seed, "B1-identity")
-    rows, logs = [], {}
+    rows, logs, twins = [], {}, []
     for i, n in enumerate(widths):
         net = ResNet(width=n, depth=depth, activation="identity", sigma_b=0.3)
         u = _tangent(n)
@@ -337,14 +395,28 @@ def _identity_compute(scale: str, seed: int) -> xr.Dataset:
         j = np.linalg.norm(_np(r["jvp"])[:, 0], axis=-1)
         logs[n] = np.log(j)
         ks = stats.ks_1samp(np.log(j), jacobian_log_norm_law(net))
+        twins.append(stats.ks_1samp(np.log(j), jacobian_log_norm_law(
+            net.replace(width=n + 1))).pvalue)
         finite, limit = jacobian_moment_identity(net, u)
         est = stats.mean_ci(j**2)
         z = (est.value - finite) / est.stderr
         rows.append((n, ks.pvalue, z, est.value, est.stderr, finite, limit))
     pvals = np.array([r[1] for r in rows])
     zs = np.array([r[2] for r in rows])
-    adjusted = stats.bonferroni(pvals)
-    passed = adjusted >= ALPHA and np.all(np.abs(zs) < 4)
+
+    def decide(p) -> Verdict:
+        adjusted = stats.bonferroni(p)
+        return Verdict(
+            statistic="Bonferroni-adjusted KS p of log|J_T u| vs N((1/2 - 1/n) T, T/n)",
+            tolerance="adjusted p >= 0.01 and |E|J_L u|^2 - (1 + 1/L)^L| < 4 SE at every "
+                      "width",
+            measured=adjusted, passed=bool(adjusted >= ALPHA and np.all(np.abs(zs) < 4)),
+            details=f"form A identity, width-scaled sigma_w = 1, sigma_b = 0.3 (does not "
+                    f"enter J), depth {depth}, {n_samples} samples of the exact sampler's "
+                    f"J u, widths {widths}; z = {np.round(zs, 2).tolist()}; limit "
+                    "E|J_T u|^2 = e")
+
+    verdict = judge(decide, pvals, np.array(twins), ks_detectable(n_samples, None, len(widths)))
     ds = xr.Dataset({"ks_pvalue": ("width", pvals), "z": ("width", zs),
                      "mean_J2": ("width", [r[3] for r in rows]),
                      "se_J2": ("width", [r[4] for r in rows]),
@@ -353,13 +425,7 @@ def _identity_compute(scale: str, seed: int) -> xr.Dataset:
                      "log_J": (("width", "sample"), np.stack([logs[n] for n in widths]))},
                     coords={"width": widths})
     ds.attrs["depth"] = depth
-    return with_verdict(ds, Verdict(
-        statistic="Bonferroni-adjusted KS p of log|J_T u| vs N((1/2 - 1/n) T, T/n)",
-        tolerance="adjusted p >= 0.01 and |E|J_L u|^2 - (1 + 1/L)^L| < 4 SE at every width",
-        measured=adjusted, passed=bool(passed),
-        details=f"form A identity, width-scaled sigma_w = 1, sigma_b = 0.3 (does not enter J), "
-                f"depth {depth}, {n_samples} samples of the exact sampler's J u, widths "
-                f"{widths}; z = {np.round(zs, 2).tolist()}; limit E|J_T u|^2 = e"))
+    return with_verdict(ds, verdict)
 
 
 def _identity_plot(ds: xr.Dataset):
@@ -386,4 +452,6 @@ def _identity_plot(ds: xr.Dataset):
 
 register(Claim("B1-identity", "With the identity activation |J_T u| is log-normal "
                "N((1/2 - 1/n) T, T/n) and E|J_L u|^2 = (1 + T/L)^L -> e^T",
-               "backward.md §2 [derived, simulated]", _identity_compute, _identity_plot))
+               "backward.md §2 [derived, simulated]", _identity_compute, _identity_plot,
+               control=Control("law of width n + 1",
+                               "the same samples against the log-normal law of width n + 1")))

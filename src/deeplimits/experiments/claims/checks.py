@@ -5,6 +5,8 @@
   (optionally) the excess kurtosis. The check passes when every upper confidence bound
   ``|estimate| + z_{1-alpha/k} se`` lies below its margin (Bonferroni over the ``k``
   components), so a pass is evidence of closeness, not a failure to reject.
+* :func:`ks_equivalence`: a distribution-free equivalence test (KS distance plus the DKW
+  bounds below a margin), for laws too heavy-tailed for moment TOSTs.
 * :func:`ks_power`: the smallest sup-distance between CDFs that a KS test at level
   ``alpha`` rejects with probability ``power`` (critical distance plus the
   Dvoretzky-Kiefer-Wolfowitz bound on the empirical CDFs' own error).
@@ -24,7 +26,7 @@ from scipy import stats as st
 from deeplimits.experiments.claims._base import Detectable, detectable_shift
 
 __all__ = ["LawGap", "law_gap", "equivalence", "variance_detectable", "ks_power", "ks_detectable",
-           "perturbed_spread"]
+           "dkw_epsilon", "ks_equivalence", "perturbed_spread"]
 
 ALPHA = 0.01
 
@@ -112,6 +114,30 @@ def ks_detectable(n: int, m: int | None = None, tests: int = 1) -> Detectable:
     """:class:`Detectable` of a (Bonferroni over ``tests``) KS check."""
     return Detectable(ks_power(n, m, alpha=ALPHA / tests), "sup-distance between CDFs",
                       relative=False)
+
+
+def dkw_epsilon(n: int, alpha: float) -> float:
+    """``sqrt(log(2/alpha) / (2n))``: with probability ``>= 1 - alpha`` the empirical CDF of
+    ``n`` samples is within this of the true CDF everywhere (Dvoretzky-Kiefer-Wolfowitz,
+    Massart's constant)."""
+    return math.sqrt(math.log(2 / alpha) / (2 * n))
+
+
+def ks_equivalence(x, y, margin: float, alpha: float = ALPHA) -> tuple[bool, float, str]:
+    """Distribution-free equivalence test of two laws: the sup-distance between their CDFs
+    is below ``margin`` when its upper confidence bound ``D_hat + eps_n + eps_m`` is
+    (DKW at ``alpha / 2`` per sample, so the bound holds with probability ``>= 1 -
+    alpha``). Returns ``(passed, bound / margin, text)``. It rejects a true distance
+    ``>= margin`` with probability ``>= 1 - alpha`` (the detectable effect is the margin).
+    """
+    if margin <= 0:
+        raise ValueError(f"margin must be > 0, got {margin}")
+    a, b = np.asarray(x, np.float64).ravel(), np.asarray(y, np.float64).ravel()
+    d = float(st.ks_2samp(a, b).statistic)
+    bound = d + dkw_epsilon(a.size, alpha / 2) + dkw_epsilon(b.size, alpha / 2)
+    text = (f"KS distance {d:.4f}, DKW upper bound {bound:.4f} vs margin {margin} "
+            f"({a.size} vs {b.size} samples)")
+    return bool(bound < margin), bound / margin, text
 
 
 def perturbed_spread(y, factor: float) -> np.ndarray:
