@@ -190,6 +190,11 @@ def _theory_base(path: str | Path, base: str | None) -> str:
     return "docs/theory/"
 
 
+# Claims of the specification that nothing checks yet: the report says so rather than
+# leaving them out silently (T3: limit equations of trained networks; T5: Depth-muP).
+NOT_CHECKED = ("T3 (limit equations of trained networks)", "T5 (Depth-muP)")
+
+
 def render_report(
     results: Sequence[ClaimResult],
     figures: dict[str, bytes],
@@ -280,6 +285,7 @@ Total time {seconds:.0f} s on the <code>{e(executor)}</code> executor; each clai
 run time is in the table (a claim found already checked in the results folder is not rerun).
 Every claim states its statistic, its tolerance and the sample
 sizes behind it; the datasets beside this page hold the numbers behind every figure.</p>
+<p>Not checked (no implementation yet, so no row): {e(", ".join(NOT_CHECKED))}.</p>
 <section class="summaries"><h2>Summary by paper</h2>{''.join(summaries)}</section>
 <table id="verdicts"><thead><tr><th>claim</th><th>statement</th><th>source (theory page)</th>
 <th>statistic</th><th>tolerance</th><th>measured</th><th>verdict</th>
