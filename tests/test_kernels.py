@@ -2,6 +2,7 @@
 (kernels.md, "What a test must check")."""
 
 import math
+import re
 
 import jax.numpy as jnp
 import numpy as np
@@ -187,3 +188,18 @@ def test_bad_inputs(bad, message):
 def test_unsupported_networks(kwargs, message):
     with pytest.raises(ValueError, match=message):
         dl.kernel(dl.ResNet(width=5, depth=10, **kwargs), np.ones((2, 5)))
+
+
+@pytest.mark.parametrize("kw,message", [
+    (dict(depth="inf"), "depth must be a positive integer or math.inf, got 'inf'"),
+    (dict(depth=True), "depth must be a positive integer or math.inf"),
+    (dict(depth=math.inf, steps="10"), "steps must be a positive integer or None, got '10'"),
+    (dict(max_memory="1e6"), "max_memory must be a positive integer (bytes)"),
+    (dict(rtol="1e-9"), "rtol must be a number in (0, 1)"),
+])
+def test_kernel_options_of_the_wrong_type_are_named(kw, message):
+    """Strings where numbers belong name the parameter (issue 19 item 9); they raised
+    'must be real number, not str' or were accepted."""
+    net = relu_a()
+    with pytest.raises(ValueError, match=re.escape(message)):
+        dl.kernel(net, X, **kw)

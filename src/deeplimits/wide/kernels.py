@@ -411,8 +411,18 @@ def kernel(
     """
     check_kernel_net(net)
     depth = net.depth if depth is None else depth
-    if not (math.isinf(depth) or (isinstance(depth, int | np.integer) and depth > 0)):
+    is_number = isinstance(depth, int | float | np.integer | np.floating)
+    if not (is_number and not isinstance(depth, bool)
+            and (depth == math.inf or (isinstance(depth, int | np.integer) and depth > 0))):
         raise ValueError(f"depth must be a positive integer or math.inf, got {depth!r}")
+    if steps is not None and (isinstance(steps, bool) or not isinstance(steps, int | np.integer)
+                              or steps < 1):
+        raise ValueError(f"steps must be a positive integer or None, got {steps!r}")
+    if isinstance(rtol, bool) or not isinstance(rtol, int | float) or not 0 < rtol < 1:
+        raise ValueError(f"rtol must be a number in (0, 1), got {rtol!r}")
+    if (isinstance(max_memory, bool) or not isinstance(max_memory, int | np.integer)
+            or max_memory < 1):
+        raise ValueError(f"max_memory must be a positive integer (bytes), got {max_memory!r}")
     dim = net.input_dim
     x1 = as_kernel_inputs(x1, "x1", dim)
     x2 = x1 if x2 is None else as_kernel_inputs(x2, "x2", dim)
