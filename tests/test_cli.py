@@ -370,7 +370,8 @@ def test_regress_classifies_named_labels_and_says_what_it_did(tmp_path):
     text = " ".join(r.output.split())
     assert "subsampled to 48 of 60" in text and "36 train / 12 test" in text
     assert "kernel regression on one-hot labels, argmax, accuracy" in text
-    assert "RK4 with 16 steps" in text and "best test accuracy" in text
+    assert "RK4 steps chosen for each kernel to rtol = 1e-09" in text
+    assert "best test accuracy" in text
     t = load_dataset(tmp_path / "t.nc")
     assert list(t.model.values) == ["C-weakly", "C-fully", "rbf-gp", "ridge"]
     assert int(t.n_available.sel(dataset="X")) == 60 and t.attrs["activations"] == "C: relu"

@@ -191,6 +191,7 @@ def regress(
     from deeplimits.data.tabular import DATASETS, SCALES, load_split, split_arrays
     from deeplimits.experiments.regression import format_table, regression_table
     from deeplimits.experiments.store import provenance, save_dataset
+    from deeplimits.wide.depth_flow import DEFAULT_RTOL
 
     check_output(out, ".nc")
     if (x is None) != (y is None):
@@ -223,8 +224,10 @@ def regress(
     except ValueError as exc:
         raise fail(str(exc)) from None
     steps = cfg["steps"]
-    err.print(f"kernels of infinitely deep, wide ResNets (depth = inf, ODE by RK4 with {steps} "
-              f"steps), {cfg['folds']}-fold CV over sigma_w {list(cfg['sigma_w'])}, sigma_b "
+    solve = (f"RK4 with {steps} steps" if steps is not None else
+             f"RK4 steps chosen for each kernel to rtol = {DEFAULT_RTOL:g}")
+    err.print(f"kernels of infinitely deep, wide ResNets (depth = inf, ODE by {solve}), "
+              f"{cfg['folds']}-fold CV over sigma_w {list(cfg['sigma_w'])}, sigma_b "
               f"{list(cfg['sigma_b'])}, relative ridge {list(cfg['ridge'])}")
     for s in splits:
         n = len(s.X_train) + len(s.X_test)

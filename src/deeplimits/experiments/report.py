@@ -42,8 +42,8 @@ def paper_of(claim_id: str) -> str:
 
 
 def theory_anchor(source: str) -> str | None:
-    """``page.md#sN-M`` of the first theory section a claim's source cites (``None`` if it
-    cites none): the anchors of ``docs/theory``."""
+    """``<page>#sN-M`` (e.g. ``forward.md#s4-3``) of the first theory section a claim's
+    source cites (``None`` if it cites none): the anchors of ``docs/theory``."""
     m = _THEORY_REF.search(source)
     if m is None:
         return None
