@@ -194,6 +194,9 @@ def simulate_paths(
     _check_hayou(net)
     samples = check_path_samples(samples)
     x = check_inputs(net, x, dtype)
+    if not bool(jnp.all(jnp.any(x != 0, axis=-1))):
+        raise ValueError("inputs must be non-zero: a zero input stays at 0, and its log-norm "
+                         "ratio is -inf")
     dt = net.horizon / net.depth
     times = [net.horizon] if times is None else [float(t) for t in np.atleast_1d(times)]
     layers = []
