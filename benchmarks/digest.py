@@ -51,6 +51,19 @@ def public_outputs() -> dict[str, str]:
             out[f"sample/{form}/{sampler}"] = _hash_arrays([("x", X)])
         Y = dl.sample_sde(net, x, key=jax.random.key(1), samples=32, steps=64)
         out[f"sample_sde/{form}"] = _hash_arrays([("y", Y)])
+    for form, act in (("A", "tanh"), ("B", "swish")):
+        net = dl.ResNet(form=form, activation=act, width=4, depth=32, sigma_b=0.3)
+        for method in ("exact", "autodiff", "sde"):
+            g = dl.backward.sample_gradients(net, x, jax.random.key(3), samples=16, method=method)
+            out[f"gradients/{form}/{method}"] = _hash_arrays(sorted(g.items()))
+    images = np.linspace(-1, 1, 2 * 6 * 6).reshape(2, 1, 6, 6)
+    for form, act in (("A", "tanh"), ("B", "swish")):
+        net = dl.conv.ConvResNet(channels=3, depth=16, image_shape=(6, 6), form=form,
+                            activation=act, sigma_b=0.2)
+        for sampler in ("dense", "exact", "sde"):
+            X = dl.conv.sample_conv(net, images, jax.random.key(4), samples=8,
+                                    sampler=sampler)
+            out[f"conv/{form}/{sampler}"] = _hash_arrays([("x", X)])
     net = dl.ResNet(form="A", activation="relu", width=4, depth=32)
     out["solve_sde"] = _hash_arrays([("y", dl.solve_sde(net, x, jax.random.key(2), steps=32))])
     z = np.random.default_rng(0).standard_normal((6, 3))

@@ -27,7 +27,9 @@ import jax.numpy as jnp
 import numpy as np
 from scipy import stats as _st
 
+from deeplimits._core.validation import check_int, check_real
 from deeplimits.spec.activations import gauss_hermite
+from deeplimits.spec.blocks import FormA, FormB
 from deeplimits.spec.laws import Gaussian
 from deeplimits.spec.networks import ResNet
 
@@ -49,11 +51,11 @@ def norm_volatility(net: ResNet) -> float:
     act = net.activation
     if net.sigma_b != 0 or np.any(np.asarray(net.mu_b) != 0):
         raise ValueError("the log-normal norm law needs sigma_b = 0 and mu_b = 0")
-    if net.form == "A" and act.name in ("identity", "abs"):
+    if isinstance(net.block, FormA) and act.name in ("identity", "abs"):
         if net.M is not None and act.name != "identity":
             raise ValueError("a mean weight M keeps the norm log-normal only for the identity")
         return net.s_w
-    if net.form == "B" and abs(act.p2) < 1e-12 and net.M is None:
+    if isinstance(net.block, FormB) and abs(act.p2) < 1e-12 and net.M is None:
         return abs(act.p1) * net.s_w
     raise ValueError(
         "the log-normal norm law holds for form A with activation 'identity' or 'abs', or "
@@ -155,7 +157,7 @@ def moment_ode(net: ResNet, x0, ts) -> tuple[np.ndarray, np.ndarray]:
 
     Returns arrays of shapes ``(len(ts), n)`` and ``(len(ts), n, n)``.
     """
-    if net.form != "A" or net.activation.name != "identity":
+    if not isinstance(net.block, FormA) or net.activation.name != "identity":
         raise ValueError("moment ODEs close only for form A with the identity activation")
     n = net.width
     x0 = jnp.asarray(x0, jnp.float64).reshape(n)
@@ -267,8 +269,8 @@ def gbm_log_norm_law(activation, width: int, t: float, *, sigma_w: float = 1.0):
     independent of ``X_0`` (given ``phi(X_0) != 0``). ``alpha = |slope|``.
     """
     g = gbm_activation(activation)
-    n = _check_width(width)
-    t = _check_time(t)
+    n = check_int(width, "width")
+    t = check_real(t, "t", positive=True)
     rate = g.slope**2 * sigma_w**2
     return _st.norm(loc=rate * (0.5 - 1.0 / n) * t, scale=math.sqrt(rate * t / n))
 
@@ -306,13 +308,13 @@ def gbm_neuron_law(activation, width: int, t: float, sigma0: float, *,
 def relu_residual_law(width: int, t: float, *, sigma_w: float = 1.0):
     """Law of ``R_t = log(|phi(X_t)|/|phi(X_0)|) - (sigma_w^2 / 2n) int_0^t (N_s - 2) ds``
     for ReLU (``finite_width.md`` §5, Case II): exactly ``N(0, sigma_w^2 t / n)``."""
-    n = _check_width(width)
-    return _st.norm(0.0, sigma_w * math.sqrt(_check_time(t) / n))
+    n = check_int(width, "width")
+    return _st.norm(0.0, sigma_w * math.sqrt(check_real(t, "t", positive=True) / n))
 
 
 def relu_live_active_mean(width: int) -> float:
     """``E[N_0 | N_0 >= 1] = n / (2 (1 - 2^-n))`` for ``X_0 ~ N(0, s^2 I_n)`` (§7)."""
-    n = _check_width(width)
+    n = check_int(width, "width")
     return n / (2.0 * (1.0 - 2.0**-n))
 
 
@@ -320,18 +322,7 @@ def relu_initial_log_drift(width: int, *, sigma_w: float = 1.0) -> float:
     """Initial drift ``sigma_w^2 (E[N_0 | N_0 >= 1] - 2) / (2n)`` of
     ``E log |phi(X_t)|`` at a live isotropic start (§6-§7): negative for ``n <= 3``,
     positive for ``n >= 4``."""
-    n = _check_width(width)
+    n = check_int(width, "width")
     return sigma_w**2 * (relu_live_active_mean(n) - 2.0) / (2.0 * n)
 
 
-def _check_width(width) -> int:
-    if isinstance(width, bool) or not isinstance(width, int | np.integer) or width < 1:
-        raise ValueError(f"width must be a positive integer, got {width!r}")
-    return int(width)
-
-
-def _check_time(t) -> float:
-    t = float(t)
-    if not (math.isfinite(t) and t > 0):
-        raise ValueError(f"t must be finite and > 0, got {t!r}")
-    return t

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import math
 from collections.abc import Callable
 
 import equinox as eqx
@@ -14,7 +13,9 @@ from deeplimits._core.chunks import map_chunks
 from deeplimits._core.linalg import psd_sqrt
 from deeplimits._core.progress import progress_callback
 from deeplimits._core.validation import check_samples
+from deeplimits.simulation.samplers import noise_per_key, run_layers
 from deeplimits.spec.conv import ConvResNet, patch_gram
+from deeplimits.spec.laws import Gaussian
 
 __all__ = ["sample_conv", "network_on_increments", "SAMPLERS"]
 
@@ -36,15 +37,9 @@ def _channel_normal(cov: jax.Array, z: jax.Array, shape) -> jax.Array:
 
 def _gaussian_step(net: ConvResNet, z: jax.Array, X: jax.Array, h: float, exact: bool):
     """One layer exactly in law (``exact``) or one Euler-Maruyama step of size ``h``."""
-    act = net.activation
-    if net.form == "A":
-        return X + math.sqrt(h) * _channel_normal(_noise_cov(net, act(X)), z, X.shape)
-    pre_cov = _noise_cov(net, X)
-    if exact:
-        return X + act(math.sqrt(h) * _channel_normal(pre_cov, z, X.shape))
-    # form B limit: drift p2/2 (sigma_b^2 + s_w^2 S_lin(X)_pp), covariance p1^2 Sigma_lin
-    drift = 0.5 * act.p2 * jnp.diagonal(pre_cov).reshape(X.shape[0], 1, *X.shape[2:])
-    return X + h * drift + math.sqrt(h) * act.p1 * _channel_normal(pre_cov, z, X.shape)
+    form = net.conv_form
+    cov = _noise_cov(net, form.branch_input(net, X))
+    return form.gaussian_step(net, X, _channel_normal(cov, z, X.shape), cov, h, exact)
 
 
 def _check_sampler(net: ConvResNet, sampler: str, steps: int | None) -> int:
@@ -81,13 +76,11 @@ def _run_chunk(net: ConvResNet, images, keys, sampler: str, steps: int, trajecto
             XT, path = jax.lax.scan(layer, X0, (params.W, params.b))
         else:
             X0 = net.embed(net.init_input_layer(k_embed, dtype), images)
-
-            def layer(X, lkey):
-                z = jax.random.normal(lkey, (shape[0] * net.positions, net.channels), dtype)
-                Y = _gaussian_step(net, z, X, h, exact=sampler == "exact")
-                return Y, (Y if trajectory else None)
-
-            XT, path = jax.lax.scan(layer, X0, jax.random.split(k_layers, steps))
+            shapes = [("z", (shape[0] * net.positions, net.channels))]
+            out = run_layers(
+                lambda eps, X: _gaussian_step(net, eps["z"], X, h, exact=sampler == "exact"),
+                X0, k_layers, steps, shapes, Gaussian(), noise_per_key(shapes), trajectory)
+            XT, path = (out[-1], out[1:]) if trajectory else (out, None)
         if output == "readout":
             return net.output(net.law.sample(k_out, net.readout_shape(), dtype), XT)
         return jnp.concatenate([X0[None], path]) if trajectory else XT

@@ -37,13 +37,14 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from deeplimits._core.chunks import check_sample_fits, map_chunks
 from deeplimits._core.chunks import chunk_size as chunk_size_for
-from deeplimits._core.chunks import map_chunks
 from deeplimits._core.linalg import psd_sqrt
 from deeplimits._core.progress import progress_callback
 from deeplimits._core.registry import Registry
 from deeplimits._core.validation import check_inputs, check_samples
 from deeplimits.spec.activations import Activation
+from deeplimits.spec.blocks import Block, FormA
 from deeplimits.spec.laws import Gaussian
 from deeplimits.spec.networks import ResNet, ResNetParams
 
@@ -123,19 +124,17 @@ def _backward_products(G, Psi, Z, xi, conditioned=True):
 
 
 class _ExactLayer(eqx.Module):
-    """One layer of the exact joint sampler, in standardised noise.
-
-    Form A multiplies ``W = s E`` by ``phi(x)`` and by the tangent ``phi'(x) T``; form B
-    multiplies ``[W, b] = E~ [s I, 0; 0, s_b]`` (``E~ = [E, eps^b]``, ``n x (n + 1)``) by
-    ``[x, 1]`` and ``[T, 0]``. Both condition the standard matrix on its products with an
-    orthonormal basis of these ``m = 2k`` vectors.
+    """One layer of the exact joint sampler, in standardised noise: the block's features
+    ``F`` of the states and tangents (:meth:`Block.tangent_features`) condition the
+    standard weight matrix on its products with an orthonormal basis of these ``m = 2k``
+    vectors; the block applies the products (forward) and takes the cotangents back.
 
     The scales are arrays (traced under ``jit``), so networks that differ only in depth,
     scaling or ``sigma``'s share one compilation.
     """
 
     activation: Activation
-    form_b: bool
+    block: Block
     width: int
     conditioned: jax.Array  # bool; an array so that the negative control shares the compile
     scale: jax.Array  # s = s_w sqrt(dt)
@@ -145,50 +144,34 @@ class _ExactLayer(eqx.Module):
     @classmethod
     def of(cls, net: ResNet, conditioned: bool = True) -> _ExactLayer:
         dt = net.param_dt
-        return cls(net.activation, net.form.upper() == "B", net.width, jnp.asarray(conditioned),
+        return cls(net.activation, net.block, net.width, jnp.asarray(conditioned),
                    jnp.asarray(net.s_w * math.sqrt(dt)), jnp.asarray(net.sigma_b * math.sqrt(dt)),
                    jnp.asarray(net.mu_b * dt))
 
     def dim(self) -> int:
         """Columns ``d`` of the standard matrix that the layer conditions."""
-        return self.width + int(self.form_b)
+        return self.block.tangent_columns(self.width)
+
+    def _scales(self, dtype):
+        return (self.scale.astype(dtype), self.bias_scale.astype(dtype),
+                self.mean.astype(dtype))
 
     def forward(self, X, T, noise):
         """``(X, T) -> (X', T')`` and what the backward pass needs."""
-        act, k = self.activation, X.shape[0]
-        s, s_b = self.scale.astype(X.dtype), self.bias_scale.astype(X.dtype)
-        mean = self.mean.astype(X.dtype)
-        if self.form_b:
-            col = jnp.full((k, 1), s_b, X.dtype)
-            F = jnp.concatenate([jnp.concatenate([s * X, col], 1),
-                                 jnp.concatenate([s * T, jnp.zeros_like(col)], 1)])
-        else:
-            F = s * jnp.concatenate([act(X), act.deriv(X) * T])
+        s, s_b, mean = self._scales(X.dtype)
+        F = self.block.tangent_features(self.activation, X, T, s, s_b)
         Psi = orthonormal_rows(F)
         V = _forward_products(F, Psi, noise["z"])
-        if self.form_b:
-            pre = mean + V[:k]
-            return X + act(pre), T + act.deriv(pre) * V[k:], (X, pre, Psi, noise["z"])
-        return X + mean + s_b * noise["b"] + V[:k], T + V[k:], (X, X, Psi, noise["z"])
+        Xn, Tn, saved = self.block.tangent_forward(self.activation, X, T, V, noise, s_b, mean)
+        return Xn, Tn, (saved, Psi, noise["z"])
 
     def backward(self, G, saved, xi):
-        """``g_l -> g_{l-1}`` and the layer's ``|dl/dE_l|_F^2``, ``|dl/d eps^b_l|^2``.
-
-        Form A: ``dl/dW = g phi(x)^T``, ``g_{l-1} = g + phi'(x) W^T g``. Form B: with
-        ``h = phi'(z) g``, ``dl/dW = h x^T``, ``dl/db = h``, ``g_{l-1} = g + W^T h``.
-        """
-        act, n = self.activation, self.width
-        s, s_b = self.scale.astype(G.dtype), self.bias_scale.astype(G.dtype)
-        X, pre, Psi, Z = saved
-        if self.form_b:
-            H = act.deriv(pre) * G
-            h_sq = jnp.sum(H * H, axis=-1)
-            back = _backward_products(H, Psi, Z, xi, self.conditioned)[:, :n]
-            return G + s * back, s**2 * h_sq * jnp.sum(X * X, axis=-1), s_b**2 * h_sq
-        g_sq = jnp.sum(G * G, axis=-1)
-        back = _backward_products(G, Psi, Z, xi, self.conditioned)
-        w_sq = s**2 * g_sq * jnp.sum(act(X) ** 2, axis=-1)
-        return G + act.deriv(X) * (s * back), w_sq, s_b**2 * g_sq
+        """``g_l -> g_{l-1}`` and the layer's ``|dl/dE_l|_F^2``, ``|dl/d eps^b_l|^2``."""
+        s, s_b, _ = self._scales(G.dtype)
+        block_saved, Psi, Z = saved
+        H = self.block.cotangent(self.activation, G, block_saved)
+        back = _backward_products(H, Psi, Z, xi, self.conditioned)
+        return self.block.tangent_backward(self.activation, G, back, block_saved, s, s_b)
 
 
 def _exact_one(layer: _ExactLayer, loss, x, U, key, depth, length: int):
@@ -306,9 +289,7 @@ def check_method(net: ResNet, method: str) -> None:
         if net.M is not None:
             raise ValueError("the exact gradient sampler needs M=None (a mean weight matrix "
                              "costs O(n^2) per layer); use method='autodiff'")
-        if net.form.upper() == "C":
-            raise ValueError("the exact gradient sampler covers forms A and B, not C; use "
-                             "method='autodiff'")
+        net.block.tangent_columns(net.width)  # raises for forms without an exact step (C)
     if method == "sde":
         net.sde()  # the i.i.d. baseline has no limit: raises
         net.block.brownian_shapes(net)  # form C has no pathwise (Jacobian) SDE: raises
@@ -381,11 +362,19 @@ def sample_gradients(
         # scans run a power-of-two number of layers, so nearby depths share a compilation
         length = 1 << (net.depth - 1).bit_length()
         layer, depth = _ExactLayer.of(net, conditioned), jnp.asarray(net.depth)
-        size = chunk_size_for(chunk_size, samples, _floats_per_sample(net, method, k, length))
+        per_sample = _floats_per_sample(net, method, k, length)
+        check_sample_fits(per_sample, jnp.dtype(dtype).itemsize,
+                          f"the exact gradient sampler at depth {net.depth} (its forward "
+                          f"pass keeps O(width x depth) numbers for the backward pass; use a "
+                          f"smaller depth, or method='sde' with fewer steps)")
+        size = chunk_size_for(chunk_size, samples, per_sample)
         chunk_fn = lambda c: _exact_chunk(layer, loss_fn, x, U, c, depth, length)
     else:
-        size = chunk_size_for(chunk_size, samples, _floats_per_sample(
-            net, method, k, net.depth if method == "autodiff" else steps))
+        length = net.depth if method == "autodiff" else steps
+        per_sample = _floats_per_sample(net, method, k, length)
+        check_sample_fits(per_sample, jnp.dtype(dtype).itemsize,
+                          f"the {method} gradient sampler over {length} layers")
+        size = chunk_size_for(chunk_size, samples, per_sample)
         chunk_fn = lambda c: _dense_chunk(method, net, loss_fn, x, U, c, steps)
     with progress_callback(progress, samples, f"{method} gradients") as advance:
         return map_chunks(chunk_fn, keys, size, advance)
@@ -413,8 +402,8 @@ def sample_gradients_sweep(
         raise ValueError("give at least one network")
     for net in nets:
         check_method(net, "exact")
-        if (net.form.upper(), net.activation, net.width) != (
-                nets[0].form.upper(), nets[0].activation, nets[0].width):
+        if (net.form, net.activation, net.width) != (
+                nets[0].form, nets[0].activation, nets[0].width):
             raise ValueError("a sweep needs networks of one form, activation and width")
     samples = check_samples(samples)
     loss_fn = get_loss(loss)
@@ -438,7 +427,7 @@ def jacobian_moment_identity(net: ResNet, u) -> tuple[float, float]:
     §2): exactly ``|u|^2 (1 + n s_w^2 dt)^L`` at depth ``L`` (each layer multiplies the
     second moment by ``E|(I + W) y|^2 / |y|^2 = 1 + n s_w^2 dt``), and ``|u|^2 exp(n s_w^2 T)``
     in the limit. Returns ``(finite_L, limit)``."""
-    if net.form.upper() != "A" or net.activation.name not in ("identity", "linear", "id") \
+    if not isinstance(net.block, FormA) or net.activation.name not in ("identity", "linear", "id") \
             or net.M is not None or np.any(np.asarray(net.mu_b) != 0):
         raise ValueError("the closed form needs form A, the identity activation, mu_b = 0 "
                          "and M = None")

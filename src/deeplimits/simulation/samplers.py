@@ -25,6 +25,7 @@ from __future__ import annotations
 import abc
 import math
 from collections.abc import Callable
+from typing import ClassVar
 
 import equinox as eqx
 import jax
@@ -33,14 +34,15 @@ import jax.numpy as jnp
 from deeplimits._core.chunks import chunk_size as chunk_size_for
 from deeplimits._core.chunks import map_chunks
 from deeplimits._core.progress import progress_callback
+from deeplimits._core.registry import Registry
 from deeplimits._core.tracing import traced_floats
 from deeplimits._core.validation import check_inputs, check_samples
 from deeplimits.spec.laws import Gaussian, ParameterLaw
 from deeplimits.spec.networks import ResNet
 
 __all__ = [
-    "Sampler", "DenseSampler", "ExactSampler", "EulerMaruyama", "get_sampler", "sample",
-    "sample_sde"
+    "Sampler", "DenseSampler", "ExactSampler", "EulerMaruyama", "get_sampler",
+    "register_sampler", "sample", "sample_sde"
 ]
 
 OUTPUTS = ("state", "readout")
@@ -65,9 +67,12 @@ class Sampler(eqx.Module):
     from the width and the number of inputs only.
     """
 
-    @property
-    @abc.abstractmethod
-    def name(self) -> str: ...
+    name: ClassVar[str]
+
+    @classmethod
+    def of(cls, net: ResNet, steps: int | None = None) -> Sampler:
+        """The sampler for ``net``; ``steps`` matters only to samplers that take steps."""
+        return cls()
 
     def check(self, net: ResNet) -> None:
         """Raise ``ValueError`` if this sampler cannot sample ``net``."""
@@ -97,9 +102,7 @@ class Sampler(eqx.Module):
 class DenseSampler(Sampler):
     """Materialise every layer's parameters and apply the block (any law)."""
 
-    @property
-    def name(self) -> str:
-        return "dense"
+    name: ClassVar[str] = "dense"
 
     def steps(self, net):
         return net.depth
@@ -117,9 +120,7 @@ class DenseSampler(Sampler):
 class ExactSampler(Sampler):
     """Each layer's increment drawn from its exact conditional law (Gaussian parameters)."""
 
-    @property
-    def name(self) -> str:
-        return "exact"
+    name: ClassVar[str] = "exact"
 
     def check(self, net):
         if not net.law.is_gaussian:
@@ -142,10 +143,11 @@ class EulerMaruyama(Sampler):
     """Euler-Maruyama of the limiting SDE with ``steps`` constant steps on ``[0, T]``."""
 
     num_steps: int
+    name: ClassVar[str] = "sde"
 
-    @property
-    def name(self) -> str:
-        return "sde"
+    @classmethod
+    def of(cls, net, steps=None):
+        return cls(check_samples(net.depth if steps is None else steps, "steps"))
 
     def check(self, net):
         net.sde()  # the i.i.d. baseline has no limit: raises
@@ -164,21 +166,26 @@ def get_sampler(spec: str | Sampler, net: ResNet, steps: int | None = None) -> S
     """``"dense"``, ``"exact"``, ``"sde"`` (with ``steps``, default the depth) or a sampler."""
     if isinstance(spec, Sampler):
         return spec
-    if spec == "dense":
-        return DenseSampler()
-    if spec == "exact":
-        return ExactSampler()
-    if spec == "sde":
-        return EulerMaruyama(check_samples(net.depth if steps is None else steps, "steps"))
-    raise ValueError(f"unknown sampler {spec!r}; choose 'dense', 'exact' or 'sde'")
+    return _SAMPLERS.get(spec).of(net, steps)
+
+
+def register_sampler(sampler: type[Sampler], *, overwrite: bool = False) -> type[Sampler]:
+    """Make a :class:`Sampler` subclass available by its ``name`` (``sample(...,
+    sampler=name)``, sweeps, the CLI)."""
+    return _SAMPLERS.register(sampler, overwrite=overwrite)
+
+
+_SAMPLERS: Registry[type[Sampler]] = Registry("sampler", lambda cls: cls.name,
+                                              case_sensitive=False)
+for _sampler in (DenseSampler, ExactSampler, EulerMaruyama):
+    register_sampler(_sampler)
 
 
 def layers_per_key(sampler: Sampler, net: ResNet, inputs: int) -> int:
     """Transitions whose noise one key draws at once: as many as fit ``_NOISE_PER_KEY``
     floats, at most ``_LAYERS_PER_KEY``. Depends on the shapes only, never on the depth (so
     that the depth can be traced) or on chunking."""
-    per_step = sum(math.prod(s) for s in sampler.noise_shapes(net, inputs).values())
-    return max(1, min(_LAYERS_PER_KEY, _NOISE_PER_KEY // per_step))
+    return noise_per_key(sampler.noise_shapes(net, inputs).items())
 
 
 def _with_traced_numbers(sampler: Sampler, net: ResNet, depth: bool):
@@ -193,40 +200,63 @@ def _with_traced_numbers(sampler: Sampler, net: ResNet, depth: bool):
     return sampler, net
 
 
+def noise_per_key(shapes) -> int:
+    """Layers whose noise one key draws at once, for one layer's noise ``shapes``: as many
+    as fit ``_NOISE_PER_KEY`` floats, at most ``_LAYERS_PER_KEY``."""
+    per_step = sum(math.prod(shape) for _, shape in shapes)
+    return max(1, min(_LAYERS_PER_KEY, _NOISE_PER_KEY // per_step))
+
+
+def run_layers(apply: Callable, X0: jax.Array, key: jax.Array, steps, shapes, law,
+               per_key: int, trajectory: bool) -> jax.Array:
+    """The layer loop of every exact-in-law and Euler sampler: ``steps`` transitions
+    ``X -> apply(noise, X)`` from ``X0``, where one layer's ``noise`` is a dict of arrays of
+    the given ``shapes`` (``[(name, shape), ...]``) with entries from ``law``.
+
+    The noise of ``per_key`` consecutive layers is drawn in one call from
+    ``fold_in(key, block)`` (entry ``i`` of ``shapes`` from ``fold_in(block_key, i)``), so a
+    layer's noise depends on its index only, never on chunking; ``steps`` may be traced (a
+    loop bound), and the last block's overhang is masked. Returns the final states, or with
+    ``trajectory`` (a static ``steps``) every state, ``(steps + 1, *X0.shape)``.
+    """
+    blocks = (steps + per_key - 1) // per_key
+
+    def block(X, b):
+        bkey = jax.random.fold_in(key, b)
+        noise = {name: law.sample(jax.random.fold_in(bkey, i), (per_key, *shape), X.dtype)
+                 for i, (name, shape) in enumerate(shapes)}
+
+        def layer(X, item):
+            l, eps = item
+            Y = apply(eps, X)
+            Y = jnp.where(l < steps, Y, X)  # the last block may overhang the depth
+            return Y, (Y if trajectory else None)
+
+        return jax.lax.scan(layer, X, (b * per_key + jnp.arange(per_key), noise))
+
+    if not trajectory:
+        return jax.lax.fori_loop(0, blocks, lambda b, X: block(X, b)[0], X0)
+    _, path = jax.lax.scan(block, X0, jnp.arange(blocks))
+    path = path.reshape(blocks * per_key, *X0.shape)[:steps]
+    return jnp.concatenate([X0[None], path])
+
+
 @eqx.filter_jit
 def _run_chunk(sampler: Sampler, net: ResNet, x, keys, trajectory: bool, output: str):
     steps = sampler.steps(net)  # a traced integer, except for trajectories
     inputs = x.shape[0]
     per_key = layers_per_key(sampler, net, inputs)
-    blocks = (steps + per_key - 1) // per_key
     shapes = sorted(sampler.noise_shapes(net, inputs).items())
     law = sampler.noise_law(net)
 
     def one(key):
         k_embed, k_layers, k_out = jax.random.split(key, 3)
         X0 = net.embed(k_embed, x)
-
-        def block(X, b):
-            bkey = jax.random.fold_in(k_layers, b)
-            noise = {name: law.sample(jax.random.fold_in(bkey, i), (per_key, *shape), X.dtype)
-                     for i, (name, shape) in enumerate(shapes)}
-
-            def layer(X, item):
-                l, eps = item
-                Y = sampler.apply(net, eps, X)
-                Y = jnp.where(l < steps, Y, X)  # the last block may overhang the depth
-                return Y, (Y if trajectory else None)
-
-            return jax.lax.scan(layer, X, (b * per_key + jnp.arange(per_key), noise))
-
-        if not trajectory:
-            XT = jax.lax.fori_loop(0, blocks, lambda b, X: block(X, b)[0], X0)
-            if output == "readout":
-                return net.readout.apply(k_out, XT, net.activation, net.law)
-            return XT
-        _, path = jax.lax.scan(block, X0, jnp.arange(blocks))
-        path = path.reshape(blocks * per_key, *X0.shape)[:steps]
-        return jnp.concatenate([X0[None], path])
+        out = run_layers(lambda eps, X: sampler.apply(net, eps, X), X0, k_layers, steps,
+                         shapes, law, per_key, trajectory)
+        if output == "readout" and not trajectory:
+            return net.readout.apply(k_out, out, net.activation, net.law)
+        return out
 
     return jax.vmap(one)(keys)
 

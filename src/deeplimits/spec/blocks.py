@@ -197,6 +197,32 @@ class Block(abc.ABC):
         self.brownian_shapes(net)  # raises for forms without pathwise noise
         raise NotImplementedError
 
+    # -- exact joint forward-backward step (backward.md §4) -------------------------------
+    # The layer's standardised weight matrix E (n x d) enters the forward pass and the
+    # tangent only through F E^T for the (2k, d) features F; the sampler conditions E on
+    # them. Scales: s = s_w sqrt(dt), s_b = sigma_b sqrt(dt), mean = mu_b dt.
+    def tangent_columns(self, width: int) -> int:
+        """Columns ``d`` of the standard matrix that one exact gradient step conditions in
+        a network of ``width``."""
+        raise ValueError(f"the exact gradient sampler covers forms A and B, not "
+                         f"{self.name}; use method='autodiff'")
+
+    def tangent_features(self, act: Activation, X, T, s, s_b) -> jax.Array:
+        """The ``(2k, d)`` features ``F`` of states ``X`` and tangents ``T`` (``(k, n)``)."""
+        raise NotImplementedError
+
+    def tangent_forward(self, act: Activation, X, T, V, noise, s_b, mean):
+        """``(X', T', saved)`` given ``V = F E^T`` (``(2k, n)``) and the bias noise."""
+        raise NotImplementedError
+
+    def cotangent(self, act: Activation, G, saved) -> jax.Array:
+        """The ``(k, n)`` vectors ``g`` whose ``E^T g`` the backward step draws."""
+        raise NotImplementedError
+
+    def tangent_backward(self, act: Activation, G, back, saved, s, s_b):
+        """``(g_{l-1}, |dl/dE_l|_F^2, |dl/d eps^b_l|^2)`` given ``back`` = rows ``E^T g``."""
+        raise NotImplementedError
+
 
 class _AffineNoise(Block):
     """Forms whose block parameters are ``W = M dt + s_w sqrt(dt) E``, ``b = mu_b dt + ...``;
@@ -251,6 +277,27 @@ class FormA(_AffineNoise):
     def noise(self, net, X, dB):
         return self._linear_noise(net, net.activation(X), dB)
 
+    # W = s E multiplies phi(x) and the tangent phi'(x) T; dl/dW = g phi(x)^T,
+    # g_{l-1} = g + phi'(x) W^T g
+    def tangent_columns(self, width):
+        return width
+
+    def tangent_features(self, act, X, T, s, s_b):
+        return s * jnp.concatenate([act(X), act.deriv(X) * T])
+
+    def tangent_forward(self, act, X, T, V, noise, s_b, mean):
+        k = X.shape[0]
+        return X + mean + s_b * noise["b"] + V[:k], T + V[k:], (X, X)
+
+    def cotangent(self, act, G, saved):
+        return G
+
+    def tangent_backward(self, act, G, back, saved, s, s_b):
+        X = saved[0]
+        g_sq = jnp.sum(G * G, axis=-1)
+        w_sq = s**2 * g_sq * jnp.sum(act(X) ** 2, axis=-1)
+        return G + act.deriv(X) * (s * back), w_sq, s_b**2 * g_sq
+
 
 class FormB(_AffineNoise):
     """``x_l = x_{l-1} + phi(b_l + W_l x_{l-1})`` (shallow block).
@@ -283,6 +330,31 @@ class FormB(_AffineNoise):
 
     def noise(self, net, X, dB):
         return net.activation.p1 * self._linear_noise(net, X, dB)
+
+    # [W, b] = E~ [s I, 0; 0, s_b] (E~ = [E, eps^b], n x (n + 1)) multiplies [x, 1] and
+    # [T, 0]; with h = phi'(z) g, dl/dW = h x^T, dl/db = h, g_{l-1} = g + W^T h
+    def tangent_columns(self, width):
+        return width + 1
+
+    def tangent_features(self, act, X, T, s, s_b):
+        col = jnp.full((X.shape[0], 1), s_b, X.dtype)
+        return jnp.concatenate([jnp.concatenate([s * X, col], 1),
+                                jnp.concatenate([s * T, jnp.zeros_like(col)], 1)])
+
+    def tangent_forward(self, act, X, T, V, noise, s_b, mean):
+        k = X.shape[0]
+        pre = mean + V[:k]
+        return X + act(pre), T + act.deriv(pre) * V[k:], (X, pre)
+
+    def cotangent(self, act, G, saved):
+        return act.deriv(saved[1]) * G
+
+    def tangent_backward(self, act, G, back, saved, s, s_b):
+        X, pre = saved
+        H = act.deriv(pre) * G
+        h_sq = jnp.sum(H * H, axis=-1)
+        return (G + s * back[:, :G.shape[-1]], s**2 * h_sq * jnp.sum(X * X, axis=-1),
+                s_b**2 * h_sq)
 
 
 class FormC(Block):

@@ -39,6 +39,7 @@ Mean parameters (``mu_b``, ``M``) are not modelled (zero).
 
 from __future__ import annotations
 
+import abc
 import dataclasses
 import itertools
 import math
@@ -48,6 +49,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from deeplimits._core.registry import Registry
 from deeplimits._core.validation import as_int as _as_int
 from deeplimits._core.validation import is_positive_int as _positive_int
 from deeplimits._core.validation import require as _require
@@ -56,12 +58,89 @@ from deeplimits.spec.blocks import check_shallow_activation
 from deeplimits.spec.laws import ParameterLaw, get_law
 from deeplimits.spec.networks import DepthSteps
 
-__all__ = ["ConvResNet", "ConvParams", "patch_gram", "READOUTS"]
+__all__ = ["ConvResNet", "ConvParams", "ConvForm", "ConvFormA", "ConvFormB", "get_conv_form",
+           "patch_gram", "READOUTS"]
 
 READOUTS = ("flatten", "gap")
 
 
-_FORMS = ("A", "B")
+class ConvForm(abc.ABC):
+    """One convolutional residual block form (``conv.md`` §2): the dense block and its
+    Gaussian step. Stateless: all numbers live on the network.
+
+    The filter bank ``W`` sees :meth:`branch_input` of the states ``X`` (``(k, C, *S)``);
+    with Gaussian parameters the bank's output is, given ``X``, channels i.i.d.
+    ``N(0, cov)`` over (input, position) with ``cov = sigma_b^2 11^T + s_w^2 S(Y)``
+    (``Y`` the branch input), which :meth:`gaussian_step` turns into the layer increment.
+    """
+
+    name: str
+
+    def check(self, net: ConvResNet) -> None:
+        """Raise ``ValueError`` if the form does not apply to ``net``."""
+
+    @abc.abstractmethod
+    def apply(self, net: ConvResNet, W: jax.Array, bias: jax.Array, X: jax.Array):
+        """One dense block; ``bias`` is shaped ``(C, 1, ..., 1)``."""
+
+    @abc.abstractmethod
+    def branch_input(self, net: ConvResNet, X: jax.Array) -> jax.Array:
+        """What the filters are applied to."""
+
+    @abc.abstractmethod
+    def gaussian_step(self, net: ConvResNet, X, noise, cov, h: float, exact: bool):
+        """``X`` after one layer exactly in law (``exact``) or one Euler-Maruyama step of
+        size ``h``, given ``noise`` ~ channels i.i.d. ``N(0, cov)``, shaped like ``X``."""
+
+
+class ConvFormA(ConvForm):
+    """``x_l = x_{l-1} + b_l + W_l * phi(x_{l-1})``: the network is its own Euler scheme."""
+
+    name = "A"
+
+    def apply(self, net, W, bias, X):
+        return X + bias + conv_apply(net, W, net.activation(X))
+
+    def branch_input(self, net, X):
+        return net.activation(X)
+
+    def gaussian_step(self, net, X, noise, cov, h, exact):
+        return X + math.sqrt(h) * noise
+
+
+class ConvFormB(ConvForm):
+    """``x_l = x_{l-1} + phi(b_l + W_l * x_{l-1})``; limit drift
+    ``p2/2 (sigma_b^2 + s_w^2 S(X)_pp)`` and covariance ``p1^2 cov``."""
+
+    name = "B"
+
+    def check(self, net):
+        check_shallow_activation(net.activation, "B")
+
+    def apply(self, net, W, bias, X):
+        return X + net.activation(bias + conv_apply(net, W, X))
+
+    def branch_input(self, net, X):
+        return X
+
+    def gaussian_step(self, net, X, noise, cov, h, exact):
+        act = net.activation
+        if exact:
+            return X + act(math.sqrt(h) * noise)
+        drift = 0.5 * act.p2 * jnp.diagonal(cov).reshape(X.shape[0], 1, *X.shape[2:])
+        return X + h * drift + math.sqrt(h) * act.p1 * noise
+
+
+_CONV_FORMS: Registry[ConvForm] = Registry("conv block form", lambda form: form.name,
+                                           case_sensitive=False, upper=True)
+for _form in (ConvFormA(), ConvFormB()):
+    _CONV_FORMS.register(_form)
+_FORMS = tuple(_CONV_FORMS.all())
+
+
+def get_conv_form(form: str) -> ConvForm:
+    """The conv block form ``"A"`` or ``"B"`` (any case)."""
+    return _CONV_FORMS.get(str(form))
 
 
 _SCALINGS = ("shrinking", "iid")
@@ -159,8 +238,12 @@ class ConvResNet(DepthSteps, eqx.Module):
                  f"scaling must be one of {_SCALINGS}, got {self.scaling!r}")
         _require(math.isfinite(self.horizon) and self.horizon > 0,
                  f"horizon must be > 0, got {self.horizon!r}")
-        if self.form == "B":
-            check_shallow_activation(self.activation, "B")
+        self.conv_form.check(self)
+
+    @property
+    def conv_form(self) -> ConvForm:
+        """The block form's mathematics (:class:`ConvForm`)."""
+        return get_conv_form(self.form)
 
     # -- geometry -----------------------------------------------------------------------
     @property
@@ -291,10 +374,7 @@ class ConvResNet(DepthSteps, eqx.Module):
 
     def block(self, W: jax.Array, b: jax.Array, X: jax.Array) -> jax.Array:
         """One dense residual block on ``X`` of shape ``(k, C, *image_shape)``."""
-        bias = b.reshape(-1, *self._ones)
-        if self.form == "A":
-            return X + bias + conv_apply(self, W, self.activation(X))
-        return X + self.activation(bias + conv_apply(self, W, X))
+        return self.conv_form.apply(self, W, b.reshape(-1, *self._ones), X)
 
     def apply(self, params: ConvParams, images, *, trajectory: bool = False) -> jax.Array:
         """The dense network on images: ``(k, C, *image_shape)`` (``(L + 1, ...)`` with
