@@ -32,13 +32,18 @@ class Registry(Generic[T]):
         self._case_sensitive = case_sensitive
         self._upper = upper
 
-    def _key(self, name: str) -> str:
+    def _fold(self, name: str) -> str:
         if not self._case_sensitive:
             name = name.upper() if self._upper else name.lower()
+        return name
+
+    def _key(self, name: str) -> str:
+        name = self._fold(name)
         return self._aliases.get(name, name)
 
     def register(self, item: T, *, overwrite: bool = False) -> T:
-        name = self._name_of(item)
+        # stored under the folded name, so an item registered as "MyAct" is found by lookups
+        name = self._fold(self._name_of(item))
         if name in self._items and not overwrite:
             raise ValueError(f"{self.kind} {name!r} is already registered")
         self._items[name] = item

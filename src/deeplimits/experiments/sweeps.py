@@ -55,6 +55,7 @@ from deeplimits.experiments.store import ResultStore, provenance
 __all__ = [
     "Study", "Cell", "Sweep", "SweepReport", "Executor", "InProcess", "LocalProcesses",
     "DaskExecutor", "REQUIRED", "register_study", "get_study", "studies", "get_executor",
+    "register_executor", "EXECUTORS",
     "run_sweep", "collect", "save_collected", "SweepInterrupted", "SchedulerLost"
 ]
 
@@ -309,6 +310,13 @@ class Executor(abc.ABC):
 
     name: str = ""
 
+    @classmethod
+    def of(cls, workers: int | None = None, scheduler: str | None = None) -> Executor:
+        """The executor for ``workers`` processes; ``scheduler`` only where it applies."""
+        if scheduler is not None:
+            raise ValueError("a scheduler address needs the dask executor (--executor dask)")
+        return cls()
+
     def __enter__(self) -> Executor:
         return self
 
@@ -334,6 +342,11 @@ class LocalProcesses(Executor):
     JAX is not fork-safe), each on its own share of the cores."""
 
     name = "local"
+
+    @classmethod
+    def of(cls, workers=None, scheduler=None):
+        super().of(None, scheduler)  # refuses a scheduler
+        return InProcess() if workers == 1 else cls(workers)  # one worker: no pool
 
     def __init__(self, workers: int | None = None):
         self.workers = workers or os.cpu_count() or 1
@@ -365,6 +378,10 @@ class DaskExecutor(Executor):
     raises ``ValueError`` after ``timeout`` seconds, before any cell."""
 
     name = "dask"
+
+    @classmethod
+    def of(cls, workers=None, scheduler=None):
+        return cls(scheduler, workers)
 
     def __init__(self, scheduler: str | None = None, workers: int | None = None,
                  timeout: float = 10.0):
@@ -423,24 +440,30 @@ class DaskExecutor(Executor):
         return self.client.status != "running"
 
 
-EXECUTORS = ("inprocess", "local", "dask")
+_EXECUTORS: Registry[type[Executor]] = Registry("executor", lambda cls: cls.name,
+                                                case_sensitive=False)
+
+
+def register_executor(executor: type[Executor], *, overwrite: bool = False
+                      ) -> type[Executor]:
+    """Make an :class:`Executor` subclass available by its ``name`` (``run_sweep(...,
+    executor=name)``, ``deeplimits sweep --executor name``)."""
+    return _EXECUTORS.register(executor, overwrite=overwrite)
+
+
+for _executor in (InProcess, LocalProcesses, DaskExecutor):
+    register_executor(_executor)
+EXECUTORS = tuple(_EXECUTORS.all())  # in registration order: the default comes first
 
 
 def get_executor(name: str, workers: int | None = None, scheduler: str | None = None
                  ) -> Executor:
-    """``"inprocess"``, ``"local"`` (process pool) or ``"dask"`` (``scheduler`` or a
-    LocalCluster). ``local`` with one worker runs in-process."""
-    if workers is not None and (not isinstance(workers, int) or workers < 1):
+    """A registered executor by name: ``"inprocess"``, ``"local"`` (process pool; with one
+    worker it runs in-process) or ``"dask"`` (``scheduler`` or a LocalCluster)."""
+    if workers is not None and (isinstance(workers, bool) or not isinstance(workers, int)
+                                or workers < 1):
         raise ValueError(f"workers must be a positive integer, got {workers!r}")
-    if scheduler is not None and name != "dask":
-        raise ValueError("a scheduler address needs the dask executor (--executor dask)")
-    if name == "inprocess" or (name == "local" and workers == 1):
-        return InProcess()
-    if name == "local":
-        return LocalProcesses(workers)
-    if name == "dask":
-        return DaskExecutor(scheduler, workers)
-    raise ValueError(f"unknown executor {name!r}; choose from {EXECUTORS}")
+    return _EXECUTORS.get(name).of(workers, scheduler)
 
 
 class SweepInterrupted(KeyboardInterrupt):

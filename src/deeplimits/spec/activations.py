@@ -32,6 +32,8 @@ import jax.numpy as jnp
 import numpy as np
 from jax.scipy.special import erf as _erf
 
+from deeplimits._core.registry import Registry
+
 __all__ = [
     "Activation", "get_activation", "register_activation", "activation_names", "gauss_hermite"
 ]
@@ -445,18 +447,16 @@ def _leaky_relu(x, slope=0.1):
     return jnp.where(x > 0, x, slope * x)
 
 
-_REGISTRY: dict[str, Activation] = {}
-
-
 _ALIASES = {"linear": "identity", "id": "identity", "shifted_softplus": "softplus_shifted"}
+
+
+_ACTIVATIONS: Registry[Activation] = Registry("activation", lambda act: act.name,
+                                              aliases=_ALIASES, case_sensitive=False)
 
 
 def register_activation(activation: Activation, *, overwrite: bool = False) -> Activation:
     """Add an activation to the registry under ``activation.name``."""
-    if activation.name in _REGISTRY and not overwrite:
-        raise ValueError(f"activation {activation.name!r} is already registered")
-    _REGISTRY[activation.name] = activation
-    return activation
+    return _ACTIVATIONS.register(activation, overwrite=overwrite)
 
 
 for _act in (
@@ -478,11 +478,11 @@ for _act in (
 
 def activation_names() -> list[str]:
     """Names accepted by :func:`get_activation`, aliases included."""
-    return sorted([*_REGISTRY, *_ALIASES])
+    return _ACTIVATIONS.names(aliases=True)
 
 
 def get_activation(spec: str | Activation | Callable) -> Activation:
-    """Resolve a registry name, an :class:`Activation` or a plain callable.
+    """Resolve a registry name (any case), an :class:`Activation` or a plain callable.
 
     Raises:
         ValueError: for an unknown name (the message lists the registered ones).
@@ -491,13 +491,12 @@ def get_activation(spec: str | Activation | Callable) -> Activation:
     if isinstance(spec, Activation):
         return spec
     if isinstance(spec, str):
-        key = _ALIASES.get(spec.lower(), spec.lower())
-        if key not in _REGISTRY:
+        if spec not in _ACTIVATIONS:
             raise ValueError(
                 f"unknown activation {spec!r}; choose one of {activation_names()} "
                 "or pass a callable"
             )
-        return _REGISTRY[key]
+        return _ACTIVATIONS.get(spec)
     if callable(spec):
         return Activation(getattr(spec, "__name__", "custom"), spec)
     raise TypeError(f"activation must be a name or a callable, got {type(spec).__name__}")
