@@ -202,3 +202,13 @@ def test_cli_gradients_rejects_bad_input_before_writing(tmp_path, args, message)
     assert r.exit_code == 2
     assert message in " ".join(r.output.split())
     assert list(tmp_path.iterdir()) == []
+
+
+def test_a_sample_that_cannot_fit_in_memory_is_refused_before_work():
+    # depth 1e10: one exact sample keeps ~1.5 TB for its backward pass; the autodiff
+    # reference ~700 GB. Both are refused with the need named, not a JAX allocation error.
+    net = ResNet(width=4, depth=10**10, activation="tanh")
+    x = np.ones((1, 4))
+    for method in ("exact", "autodiff"):
+        with pytest.raises(ValueError, match=r"needs [0-9.e+]+ GiB of working memory"):
+            sample_gradients(net, x, jax.random.key(0), samples=1, method=method)

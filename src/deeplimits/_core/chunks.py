@@ -7,6 +7,7 @@ compilation, and the padding's outputs are dropped.
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable
 
 import jax
@@ -14,10 +15,27 @@ import jax.numpy as jnp
 
 from deeplimits._core.validation import check_samples
 
-__all__ = ["CHUNK_FLOATS", "chunk_size", "map_chunks"]
+__all__ = ["CHUNK_FLOATS", "chunk_size", "map_chunks", "check_sample_fits", "memory_bytes"]
 
 # Floats that one chunk may hold: about 128 MB in float32, 256 MB in float64.
 CHUNK_FLOATS = 2**25
+
+
+def memory_bytes() -> int | None:
+    """The machine's physical memory in bytes (``None`` where the OS does not say)."""
+    try:
+        return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    except (ValueError, OSError, AttributeError):
+        return None
+
+
+def check_sample_fits(floats_per_sample: int, itemsize: int, what: str) -> None:
+    """``ValueError`` before any work when one sample alone needs more working memory than
+    the machine has (a chunk can hold no fewer than one sample), naming the need."""
+    need, have = floats_per_sample * itemsize, memory_bytes()
+    if have is not None and need > have:
+        raise ValueError(f"one sample of {what} needs {need / 2**30:.3g} GiB of working "
+                         f"memory and this machine has {have / 2**30:.3g} GiB")
 
 
 def chunk_size(requested: int | None, samples: int, floats_per_sample: int) -> int:

@@ -22,6 +22,7 @@ from deeplimits._core.linalg import correlated_normal
 from deeplimits._core.validation import as_int as _as_int
 from deeplimits._core.validation import is_positive_int as _is_positive_int
 from deeplimits._core.validation import require as _require
+from deeplimits._core.validation import require_real
 from deeplimits.spec.activations import Activation, get_activation
 from deeplimits.spec.blocks import Block, LayerParams, get_block
 from deeplimits.spec.laws import ParameterLaw, get_law
@@ -29,15 +30,6 @@ from deeplimits.spec.laws import ParameterLaw, get_law
 __all__ = ["ResNet", "ResNetParams", "InputLayer", "Readout", "hayou_resnet"]
 
 SCALINGS = ("shrinking", "iid")
-
-
-def _require_real(value, name: str) -> None:
-    """``TypeError`` naming ``name`` unless ``value`` is a real number (no str, bool, None),
-    checked before any arithmetic so the message is not Python's nameless one."""
-    if value is None or isinstance(value, str | bytes | bool | complex) or (
-            hasattr(value, "dtype") and not jnp.issubdtype(value.dtype, jnp.number)):
-        raise TypeError(f"{name} must be a real number, got {value!r} "
-                        f"({type(value).__name__})")
 
 
 class InputLayer(eqx.Module):
@@ -54,8 +46,8 @@ class InputLayer(eqx.Module):
     def __check_init__(self):
         _require(isinstance(self.dim, int) and self.dim > 0, f"input dim must be a positive "
                  f"integer, got {self.dim!r}")
-        _require_real(self.sigma_A, "sigma_A")
-        _require_real(self.sigma_a, "sigma_a")
+        require_real(self.sigma_A, "sigma_A")
+        require_real(self.sigma_a, "sigma_a")
         _require(self.sigma_A >= 0 and self.sigma_a >= 0, "input-layer scales must be >= 0")
 
     def gram(self, x: jax.Array) -> jax.Array:
@@ -91,7 +83,7 @@ class Readout(eqx.Module):
 
     def __check_init__(self):
         for name in ("sigma_v", "sigma_v0"):
-            _require_real(getattr(self, name), name)
+            require_real(getattr(self, name), name)
             _require(getattr(self, name) >= 0, f"{name} must be >= 0, got "
                      f"{getattr(self, name)!r}")
 
@@ -185,7 +177,7 @@ class ResNet(DepthSteps, eqx.Module):
         _require(self.scaling in SCALINGS, f"scaling must be one of {SCALINGS}, got "
                  f"{self.scaling!r}")
         for name in ("sigma_w", "sigma_b", "sigma_u", "horizon"):
-            _require_real(getattr(self, name), name)
+            require_real(getattr(self, name), name)
         for name in ("sigma_w", "sigma_b", "sigma_u"):
             value = getattr(self, name)
             _require(math.isfinite(value) and value >= 0, f"{name} must be a finite number "

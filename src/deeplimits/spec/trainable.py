@@ -28,6 +28,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from deeplimits._core.validation import check_int
+
 __all__ = [
     "DELTA_VARIANTS", "INITS", "ACTIVATIONS", "FCResNet", "init_fc_resnet", "effective_weights",
     "MarionResNet", "MARION_KINDS", "WEIGHT_REGULARITIES", "init_marion", "fgn",
@@ -67,12 +69,6 @@ def _split(key, n: int) -> list:
     if isinstance(key, np.random.Generator):
         return key.spawn(n)
     return list(jax.random.split(key, n))
-
-
-def _check_int(value, name: str, minimum: int) -> int:
-    if isinstance(value, bool) or not isinstance(value, int | np.integer) or value < minimum:
-        raise ValueError(f"{name} must be an integer >= {minimum}, got {value!r}")
-    return int(value)
 
 
 class FCResNet(eqx.Module):
@@ -154,8 +150,8 @@ def init_fc_resnet(key: jax.Array, depth: int, width: int, *, activation: str = 
     ``xavier-depth``: both divided by L. ``delta``: ``none``; ``shared`` = 1/L;
     ``per-layer`` delta_k ~ N(0, 1/L^2) (random signs).
     """
-    depth = _check_int(depth, "depth", 1)
-    width = _check_int(width, "width", 1)
+    depth = check_int(depth, "depth")
+    width = check_int(width, "width")
     _activation(activation)
     if delta not in DELTA_VARIANTS:
         raise ValueError(f"delta must be one of {DELTA_VARIANTS}, got {delta!r}")
@@ -244,7 +240,7 @@ def fgn(key: jax.Array, n: int, hurst: float, shape: tuple[int, ...] = ()) -> np
     (an FFT) are non-negative for fGn; ``Re FFT(sqrt(lambda / 2n) (X + iY))`` then has exactly
     the circulant covariance, whose leading n x n block is the fGn covariance.
     """
-    n = _check_int(n, "n", 1)
+    n = check_int(n, "n")
     if not 0 < hurst < 1:
         raise ValueError(f"hurst must lie in (0, 1), got {hurst!r}")
     gamma = fgn_autocovariance(n + 1, hurst)
@@ -264,7 +260,7 @@ def rbf_increments(key: jax.Array, n: int, shape: tuple[int, ...], lengthscale: 
     ``t_k = k/n`` (k = 0..n) with covariance ``exp(-(s-t)^2 / (2 lengthscale))`` (§9: the
     length scale acts as a squared length scale), float64. Sampled through the eigen
     decomposition of the covariance (robust where the RBF covariance is near singular)."""
-    n = _check_int(n, "n", 1)
+    n = check_int(n, "n")
     if not lengthscale > 0:
         raise ValueError(f"lengthscale must be > 0, got {lengthscale!r}")
     t = np.arange(n + 1) / n
@@ -307,10 +303,10 @@ def init_marion(key: jax.Array, depth: int, width: int, d_in: int, d_out: int, *
     to entries of order width^{-1/2}) or ``rough`` (fGn with Hurst ``hurst`` / sqrt(width)).
     ``beta`` defaults to the critical scaling: 1/2 (iid), 1 (smooth), max(H, 1/2) (rough).
     """
-    depth = _check_int(depth, "depth", 1)
-    width = _check_int(width, "width", 1)
-    d_in = _check_int(d_in, "d_in", 1)
-    d_out = _check_int(d_out, "d_out", 1)
+    depth = check_int(depth, "depth")
+    width = check_int(width, "width")
+    d_in = check_int(d_in, "d_in")
+    d_out = check_int(d_out, "d_out")
     if kind not in MARION_KINDS:
         raise ValueError(f"kind must be one of {MARION_KINDS}, got {kind!r}")
     if regularity not in WEIGHT_REGULARITIES:
