@@ -1,4 +1,9 @@
-"""Split from ``deeplimits.datasets``."""
+"""Kernel regression on tabular data: wide-ResNet kernel predictors against baselines.
+
+Each model fitted on one data set is a cell of the ``regression`` study
+(:func:`fit_model`), so :func:`regression_table` runs through the same sweep machinery as
+every other experiment, and ``deeplimits sweep`` can spread a table over a cluster.
+"""
 
 from __future__ import annotations
 
@@ -13,13 +18,14 @@ from sklearn.gaussian_process.kernels import RBF, ConstantKernel, WhiteKernel
 from sklearn.linear_model import RidgeCV
 from sklearn.model_selection import KFold
 
-from deeplimits.data.tabular import SCALES, DataSplit, load_split
+from deeplimits.data.tabular import SCALES, DataSplit
 from deeplimits.wide import inference
 from deeplimits.wide.depth_flow import DEFAULT_RTOL
 from deeplimits.wide.estimators import resnet_for_kernel
 from deeplimits.wide.kernels import kernel as _kernel
 
-__all__ = ["KERNEL_MODELS", "affine_residual", "regression_table", "format_table"]
+__all__ = ["KERNEL_MODELS", "BASELINES", "affine_residual", "fit_model", "model_rows",
+           "regression_table", "format_table"]
 
 #: kernel families of the table: settings passed to ``resnet_for_kernel``
 KERNEL_MODELS = {
@@ -128,6 +134,93 @@ def _fit_ridge(split):
             "affine_residual": 0.0}
 
 
+BASELINES = ("rbf-gp", "ridge")
+
+
+def _settings(scale, max_samples, folds, sigma_w_grid, sigma_b_grid, ridge_grid, steps):
+    if scale not in SCALES:
+        raise ValueError(f"scale must be one of {tuple(SCALES)}, got {scale!r}")
+    cfg = dict(SCALES[scale])
+    if max_samples != "scale":
+        cfg["max_samples"] = max_samples
+    for key, val in (("folds", folds), ("sigma_w", sigma_w_grid), ("sigma_b", sigma_b_grid),
+                     ("ridge", ridge_grid), ("steps", steps)):
+        if val is not None:
+            cfg[key] = val
+    return cfg
+
+
+def _family_spec(model: str, activation: str | None) -> dict:
+    """The ``resnet_for_kernel`` settings of a kernel family, checked before any fit."""
+    if model not in KERNEL_MODELS:
+        raise ValueError(f"unknown kernel model {model!r}; choose from {tuple(KERNEL_MODELS)}")
+    spec = dict(KERNEL_MODELS[model])
+    if activation is not None:
+        spec["activation"] = activation
+        try:  # the family's network, checked now rather than after the other fits
+            resnet_for_kernel(2, **spec)
+        except ValueError as exc:
+            raise ValueError(f"kernel model {model} (leave it out of the models to skip it) "
+                             f"with activation {activation!r}: {exc}") from None
+    return spec
+
+
+def model_rows(model: str) -> list[str]:
+    """The table rows of a model: two per kernel family (weakly and fully trained)."""
+    return [model] if model in BASELINES else [f"{model}-{t}" for t in ("weakly", "fully")]
+
+
+def fit_model(split: DataSplit, model: str, *, scale: str = "quick", folds=None,
+              sigma_w_grid=None, sigma_b_grid=None, ridge_grid=None, steps=None,
+              time: float = math.inf, activation: str | None = None, seed: int = 0
+              ) -> xr.Dataset:
+    """One model fitted on one split: a kernel family of :data:`KERNEL_MODELS`
+    (cross-validated, weakly and fully trained) or a baseline (``"rbf-gp"``, ``"ridge"``).
+
+    What one cell of the ``regression`` study computes, and one column block of
+    :func:`regression_table`. Returns a dataset over ``model`` (its rows, see
+    :func:`model_rows`) with ``score``, ``cv_mse``, ``sigma_w``, ``sigma_b``, ``ridge``,
+    ``affine_residual``, ``fit_seconds``, ``hyperparameters`` and the test predictions
+    ``pred`` of shape ``(model, test, output)``.
+    """
+    cfg = _settings(scale, "scale", folds, sigma_w_grid, sigma_b_grid, ridge_grid, steps)
+    if model == "rbf-gp":
+        records = {"rbf-gp": _fit_rbf_gp(split, seed)}
+    elif model == "ridge":
+        records = {"ridge": _fit_ridge(split)}
+    else:
+        fam = _fit_kernel_family(split, _family_spec(model, activation), cfg["sigma_w"],
+                                 cfg["sigma_b"], cfg["ridge"], cfg["folds"], cfg["steps"],
+                                 seed, time)
+        records = {f"{model}-{t}": rec for t, rec in fam.items()}
+    rows = list(records)
+    data = {v: ("model", [float(records[r].get(v, np.nan)) for r in rows])
+            for v in ("cv_mse", "sigma_w", "sigma_b", "ridge", "affine_residual",
+                      "fit_seconds")}
+    data["score"] = ("model", [_score(split, records[r]["pred"]) for r in rows])
+    data["hyperparameters"] = ("model", [records[r]["hyperparameters"] for r in rows])
+    data["pred"] = (("model", "test", "output"), np.stack([records[r]["pred"] for r in rows]))
+    n_available = (split.n_available if split.n_available is not None
+                   else len(split.X_train) + len(split.X_test))
+    return xr.Dataset(data, coords={"model": rows}, attrs={
+        "dataset": split.name, "metric": "accuracy" if split.task == "classification"
+        else "rmse", "n_train": len(split.X_train), "n_test": len(split.X_test),
+        "n_features": split.n_features, "n_available": n_available})
+
+
+def _cell_fit(name: str, model: str, options: dict, seed: int) -> xr.Dataset:
+    """``fit_model`` of a bundled data set as a cell of the ``regression`` study, run by the
+    sweep machinery (so a table can also be a sweep on a cluster)."""
+    from deeplimits.experiments.sweeps import Sweep, execute
+
+    cell, = Sweep("regression", config={"dataset": name, "model": model} | options,
+                  seeds=(seed,)).cells()
+    outcome = execute(cell)
+    if outcome.error is not None:
+        raise ValueError(f"{name} {model}: {outcome.error}")
+    return outcome.dataset
+
+
 def regression_table(
     datasets=("digits", "breast_cancer", "wine", "diabetes"),
     *,
@@ -175,79 +268,59 @@ def regression_table(
         ``n_available`` (samples before subsampling to ``max_samples``). Classification sets
         are fitted as kernel regression on one-hot labels and classified by the argmax.
     """
-    if scale not in SCALES:
-        raise ValueError(f"scale must be one of {tuple(SCALES)}, got {scale!r}")
-    cfg = dict(SCALES[scale])
-    if max_samples != "scale":
-        cfg["max_samples"] = max_samples
-    for key, val in (("folds", folds), ("sigma_w", sigma_w_grid), ("sigma_b", sigma_b_grid),
-                     ("ridge", ridge_grid), ("steps", steps)):
-        if val is not None:
-            cfg[key] = val
-    specs = {}
-    for m in models:
-        if m not in KERNEL_MODELS:
-            raise ValueError(f"unknown kernel model {m!r}; choose from {tuple(KERNEL_MODELS)}")
-        specs[m] = dict(KERNEL_MODELS[m])
-        if activation is not None:
-            specs[m]["activation"] = activation
-            try:  # the family's network, checked now rather than after the other fits
-                resnet_for_kernel(2, **specs[m])
-            except ValueError as exc:
-                raise ValueError(f"kernel model {m} (leave it out of the models to skip it) "
-                                 f"with activation {activation!r}: {exc}") from None
-    names = [f"{m}-{t}" for m in models for t in ("weakly", "fully")]
-    if baselines:
-        names += ["rbf-gp", "ridge"]
+    cfg = _settings(scale, max_samples, folds, sigma_w_grid, sigma_b_grid, ridge_grid, steps)
+    specs = {m: _family_spec(m, activation) for m in models}
+    families = [*models, *(BASELINES if baselines else ())]
+    names = [row for m in families for row in model_rows(m)]
     shape = (len(datasets), len(names))
     num = {v: np.full(shape, np.nan) for v in ("score", "cv_mse", "sigma_w", "sigma_b", "ridge",
                                                 "affine_residual", "rel_diff_from_ridge",
                                                 "fit_seconds")}
     text = np.full(shape, "", dtype=object)
-    metric, n_train, n_test, n_feat, n_avail = [], [], [], [], []
-    splits = [d if isinstance(d, DataSplit) else
-              load_split(d, max_samples=cfg["max_samples"], test_size=test_size, seed=seed)
-              for d in datasets]
-    datasets = [s.name for s in splits]
-    for i, (name, split) in enumerate(zip(datasets, splits, strict=True)):
-        metric.append("accuracy" if split.task == "classification" else "rmse")
-        n_train.append(len(split.X_train))
-        n_test.append(len(split.X_test))
-        n_feat.append(split.n_features)
-        n_avail.append(split.n_available if split.n_available is not None
-                       else n_train[-1] + n_test[-1])
-        records = {}
-        for m in models:
-            fam = _fit_kernel_family(split, specs[m], cfg["sigma_w"], cfg["sigma_b"],
-                                     cfg["ridge"], cfg["folds"], cfg["steps"], seed, time)
-            for t, rec in fam.items():
-                records[f"{m}-{t}"] = rec
+    info = {v: [] for v in ("metric", "n_train", "n_test", "n_features", "n_available")}
+    options = {"scale": scale, "max_samples": cfg["max_samples"], "test_size": test_size,
+               "folds": cfg["folds"], "sigma_w_grid": list(cfg["sigma_w"]),
+               "sigma_b_grid": list(cfg["sigma_b"]), "ridge_grid": list(cfg["ridge"]),
+               "steps": cfg["steps"], "time": None if math.isinf(time) else time,
+               "activation": activation}
+    fit_options = {"scale": scale, "folds": cfg["folds"], "sigma_w_grid": cfg["sigma_w"],
+                   "sigma_b_grid": cfg["sigma_b"], "ridge_grid": cfg["ridge"],
+                   "steps": cfg["steps"], "time": time, "activation": activation,
+                   "seed": seed}
+    labels = []
+    for i, dataset in enumerate(datasets):
+        parts = {}
+        for m in families:
+            if isinstance(dataset, DataSplit):  # the user's own data: fitted here
+                parts[m] = fit_model(dataset, m, **fit_options)
+            else:
+                parts[m] = _cell_fit(dataset, m, options, seed)
+            for row in parts[m].model.values:
                 if progress:
-                    progress(f"{name} {m}-{t}: {_score(split, rec['pred']):.4g}")
-        if baselines:
-            records["rbf-gp"] = _fit_rbf_gp(split, seed)
-            records["ridge"] = _fit_ridge(split)
-        ridge_pred = records["ridge"]["pred"] if baselines else None
-        for j, model in enumerate(names):
-            rec = records[model]
-            num["score"][i, j] = _score(split, rec["pred"])
-            for v in ("cv_mse", "sigma_w", "sigma_b", "ridge", "affine_residual",
-                      "fit_seconds"):
-                if v in rec:
-                    num[v][i, j] = rec[v]
-            text[i, j] = rec["hyperparameters"]
-            if ridge_pred is not None:
-                spread = np.sqrt(np.mean((ridge_pred - ridge_pred.mean(0)) ** 2))
-                num["rel_diff_from_ridge"][i, j] = float(
-                    np.sqrt(np.mean((rec["pred"] - ridge_pred) ** 2)) / spread)
+                    progress(f"{parts[m].attrs['dataset']} {row}: "
+                             f"{float(parts[m].score.sel(model=row)):.4g}")
+        first = next(iter(parts.values())).attrs
+        labels.append(first["dataset"])
+        for v in info:
+            info[v].append(first[v])
+        ridge_pred = parts["ridge"].pred.sel(model="ridge").values if baselines else None
+        for part in parts.values():
+            for row in part.model.values:
+                j = names.index(row)
+                rec = part.sel(model=row)
+                for v in ("score", "cv_mse", "sigma_w", "sigma_b", "ridge", "affine_residual",
+                          "fit_seconds"):
+                    num[v][i, j] = float(rec[v])
+                text[i, j] = str(rec.hyperparameters.values)
+                if ridge_pred is not None:
+                    spread = np.sqrt(np.mean((ridge_pred - ridge_pred.mean(0)) ** 2))
+                    num["rel_diff_from_ridge"][i, j] = float(
+                        np.sqrt(np.mean((rec.pred.values - ridge_pred) ** 2)) / spread)
     dims = ("dataset", "model")
     data = {v: (dims, a) for v, a in num.items()}
     data["hyperparameters"] = (dims, text.astype(str))
-    data["metric"] = ("dataset", np.array(metric))
-    data["n_train"] = ("dataset", np.array(n_train))
-    data["n_test"] = ("dataset", np.array(n_test))
-    data["n_features"] = ("dataset", np.array(n_feat))
-    data["n_available"] = ("dataset", np.array(n_avail))
+    for v, values in info.items():
+        data[v] = ("dataset", np.array(values))
     attrs = {"scale": scale, "seed": seed, "test_size": test_size, "folds": cfg["folds"],
              "steps": (cfg["steps"] if cfg["steps"] is not None
                        else f"chosen from rtol = {DEFAULT_RTOL:g}"),
@@ -257,7 +330,7 @@ def regression_table(
              "activations": ", ".join(f"{m}: {specs[m]['activation']}" for m in models),
              "description": "test accuracy (classification) or RMSE (diabetes) of wide-ResNet "
                             "kernel predictors (depth = inf) and baselines"}
-    return xr.Dataset(data, coords={"dataset": list(datasets), "model": names}, attrs=attrs)
+    return xr.Dataset(data, coords={"dataset": labels, "model": names}, attrs=attrs)
 
 
 def format_table(table: xr.Dataset, variable: str = "score") -> str:

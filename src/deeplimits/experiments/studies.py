@@ -6,6 +6,8 @@
 - ``kernel``: NNGP and NTK of the infinitely wide network between inputs on a circle.
 - ``gradient``: squared parameter and input gradients of a finite network at one input.
 - ``paths``: Hayou's finite-width network at t = 1: log-norm law and ReLU occupation.
+- ``regression``: one model fitted on a bundled data set (a block of the regression table).
+- ``simulate``: samples of a network at fixed inputs against its limit (``simulate``).
 
 The network studies name their activation; since a name can be registered again with
 another function (``register_activation(..., overwrite=True)``), each cell's identity also
@@ -25,7 +27,7 @@ import xarray as xr
 
 from deeplimits.experiments.sweeps import REQUIRED, Cell, Study, register_study
 
-__all__ = ["CLAIM", "FORWARD", "GRADIENT", "KERNEL", "PATHS"]
+__all__ = ["CLAIM", "FORWARD", "GRADIENT", "KERNEL", "PATHS", "REGRESSION", "SIMULATE"]
 
 def _check_claim(params: dict) -> None:
     from deeplimits.experiments.claims import (
@@ -242,3 +244,71 @@ PATHS = register_study(Study(
     _check_paths,
     "Hayou's finite-width network (1/sqrt(L) weights): log-norm law and ReLU occupation "
     "at t = 1", identity=_activation_identity))
+
+
+def _check_regression(params: dict) -> None:
+    from deeplimits.data.tabular import DATASETS
+    from deeplimits.experiments.regression import BASELINES, _family_spec, _settings
+
+    if params["dataset"] not in DATASETS:
+        raise ValueError(f"unknown data set {params['dataset']!r}; choose one of "
+                         f"{sorted(DATASETS)}")
+    if params["model"] not in BASELINES:
+        _family_spec(params["model"], params["activation"])
+    _settings(params["scale"], params["max_samples"], params["folds"], params["sigma_w_grid"],
+              params["sigma_b_grid"], params["ridge_grid"], params["steps"])
+
+
+def _run_regression(cell: Cell) -> xr.Dataset:
+    from deeplimits.data.tabular import load_split
+    from deeplimits.experiments.regression import _settings, fit_model
+
+    p = cell.parameters
+    cfg = _settings(p["scale"], p["max_samples"], None, None, None, None, None)
+    split = load_split(p["dataset"], max_samples=cfg["max_samples"], test_size=p["test_size"],
+                       seed=cell.seed)
+    return fit_model(split, p["model"], scale=p["scale"], folds=p["folds"],
+                     sigma_w_grid=p["sigma_w_grid"], sigma_b_grid=p["sigma_b_grid"],
+                     ridge_grid=p["ridge_grid"], steps=p["steps"],
+                     time=math.inf if p["time"] is None else p["time"],
+                     activation=p["activation"], seed=cell.seed)
+
+
+REGRESSION = register_study(Study(
+    "regression", _run_regression,
+    {"dataset": REQUIRED, "model": REQUIRED, "scale": "quick", "max_samples": "scale",
+     "test_size": 0.25, "folds": None, "sigma_w_grid": None, "sigma_b_grid": None,
+     "ridge_grid": None, "steps": None, "time": None, "activation": None},
+    _check_regression,
+    "one model (kernel family A/B/C, rbf-gp or ridge) fitted on a bundled data set: its rows "
+    "of the regression table, with test predictions"))
+
+
+def _check_simulate(params: dict) -> None:
+    from deeplimits.simulation.samplers import get_sampler
+
+    net = _network(params)
+    get_sampler(params["sampler"], net, params["steps"]).check(net)
+    for name in ("samples", "inputs"):
+        if not (isinstance(params[name], int) and not isinstance(params[name], bool)
+                and params[name] >= 1):
+            raise ValueError(f"{name} must be a positive integer, got {params[name]!r}")
+
+
+def _run_simulate(cell: Cell) -> xr.Dataset:
+    from deeplimits.experiments.simulate import default_inputs, simulate
+
+    p = cell.parameters
+    net = _network(p)
+    x = default_inputs(net.input_dim, p["inputs"], cell.seed)
+    return simulate(net, x, samples=p["samples"], seed=cell.seed, sampler=p["sampler"],
+                    steps=p["steps"], trajectory=p["trajectory"])
+
+
+SIMULATE = register_study(Study(
+    "simulate", _run_simulate,
+    _NETWORK | {"samples": 1000, "inputs": 1, "sampler": "exact", "steps": None,
+                "trajectory": False},
+    _check_simulate,
+    "samples of a network at fixed inputs, compared with its limit (what `deeplimits "
+    "simulate` computes)", identity=_activation_identity))
