@@ -242,3 +242,7 @@ PATHS = register_study(Study(
     _check_paths,
     "Hayou's finite-width network (1/sqrt(L) weights): log-norm law and ReLU occupation "
     "at t = 1", identity=_activation_identity))
+
+
+# Marion et al.'s maps: the study lives with its analysis and figure (registers on import)
+from deeplimits.experiments import marion_maps as _marion_maps  # noqa: E402, F401
