@@ -50,7 +50,7 @@ def _vertices(u: np.ndarray, curves: np.ndarray, window: int) -> tuple[np.ndarra
     x, c = u[idx], np.take_along_axis(curves, idx, axis=1)
     design = np.stack([x**2, x, np.ones_like(x)], axis=-1)  # (n, width, 3)
     gram = np.einsum("nwi,nwj->nij", design, design)
-    coef = np.linalg.solve(gram, np.einsum("nwi,nw->ni", design, c))
+    coef = np.linalg.solve(gram, np.einsum("nwi,nw->ni", design, c)[..., None])[..., 0]
     a, b = coef[:, 0], coef[:, 1]
     convex = a > 0
     vertex = np.where(convex, -b / np.where(convex, 2 * a, 1.0), u[i])

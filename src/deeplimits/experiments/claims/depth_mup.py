@@ -24,8 +24,7 @@ decision against the same targets.
 
 from __future__ import annotations
 
-import json
-import math
+from types import SimpleNamespace
 
 import numpy as np
 import xarray as xr
@@ -49,109 +48,117 @@ from deeplimits.simulation.training import TrainConfig
 
 __all__ = ["COMBOS", "TARGET", "T5_CONTROL", "rate_sweeps"]
 
+DATASETS = ("synthetic", "digits")
+
+OPTIMIZERS = ("sgd", "adam")
+
 #: (data set, optimiser) of every sweep.
-COMBOS = (("synthetic", "sgd"), ("synthetic", "adam"), ("digits", "sgd"), ("digits", "adam"))
+COMBOS = tuple((d, o) for d in DATASETS for o in OPTIMIZERS)
 
 #: Depth-muP's exponent of the optimal (used) learning rate in L, per optimiser.
 TARGET = {"sgd": 0.0, "adam": -0.5}
 
 LEVEL = 0.95
 
-#: Base-rate grids (log2 eta), per optimiser *(choice)*: a factor 2 per step, wide enough
-#: to bracket the Depth-muP optimum and the standard parameterisation's, which falls about
-#: like 1/L from it.
-RATE_GRID = {"sgd": (-5.0, 4.0), "adam": (-11.0, -2.0)}
+#: Base-rate grids (log2 eta, first and last) per (optimiser, parameterisation), a factor 2
+#: per step at quick scale *(choice, from a pilot sweep)*: each centred on where its optimum
+#: lies (the standard parameterisation's falls about like 1/L, so its grid reaches lower;
+#: the full scale's deeper networks one step lower still). Whether every optimum is
+#: bracketed is part of the decision, so a grid that misses one fails the claim.
+RATE_GRID = {("sgd", "depth-mup"): (-1.0, 6.0), ("sgd", "standard"): (-4.0, 3.0),
+             ("adam", "depth-mup"): (-7.0, 0.0), ("adam", "standard"): (-11.0, -4.0)}
 
 T5_CONTROL = Control("standard parameterisation", "the same sweeps with branch multiplier 1 "
                      "and the same learning rate at every depth, judged by the same decision "
                      "against the same targets: its optimum drifts with depth, so it must fail")
 
 
-def _config(data: str, optimizer: str, epochs: int) -> TrainConfig:
+def _config(data: str, epochs: int) -> TrainConfig:
     # tanh branches without delta, initial weights of size 1e-4 (trained_scaling.md §2 default)
     return TrainConfig(activation="tanh", delta="none", init="xavier", init_scale=1e-4,
-                       optimizer=optimizer, max_epochs=epochs, data=data)
+                       max_epochs=epochs, data=data)
 
 
-def rate_sweeps(scale: str, seed: int) -> xr.Dataset:
-    """The loss of every (combo, parameterisation, depth, rate, seed) cell."""
+def rate_sweeps(scale: str, seed: int) -> tuple[list[xr.Dataset], list[int], list[int], int]:
+    """The rate sweeps of both data sets (one :func:`train_rate_grid` each, both optimisers
+    and parameterisations), the depths, seeds and epochs."""
     depths = pick(scale, [4, 8, 16, 32, 64], [4, 8, 16, 32, 64, 128, 256])
     seeds = [seed * 100 + i for i in range(pick(scale, 3, 8))]
-    epochs = pick(scale, 3, 6)
+    epochs = 1  # 20 steps of batch 50: a budget in which the optimum is well defined
     step = pick(scale, 1.0, 0.5)
-    out = []
-    for data, optimizer in COMBOS:
-        lo, hi = RATE_GRID[optimizer]
-        lo -= pick(scale, 0.0, math.log2(256 / 64))  # the deeper grid's optima sit lower
-        log2_rates = np.arange(lo, hi + step / 2, step)
-        ds = train_rate_grid(_config(data, optimizer, epochs), depths, list(2.0**log2_rates),
-                             seeds, bucket_ratio=math.inf)
-        out.append(ds)
-    return out, depths, seeds, epochs
+    extra = pick(scale, 0.0, 2.0)  # the standard optimum at L = 256 sits 4x below L = 64's
+    rates = {k: list(2.0 ** np.arange(lo - (extra if k[1] == "standard" else 0.0),
+                                      hi + step / 2, step)) for k, (lo, hi) in RATE_GRID.items()}
+    n = max(len(v) for v in rates.values())
+    rates = {k: list(2.0 ** (np.log2(v[-1]) - step * np.arange(n)[::-1])) for k, v in
+             rates.items()}  # equal lengths: extend each grid downwards
+    # two groups of depths (4-16, 32-64 at quick scale): less padding, one more compilation
+    sweeps = [train_rate_grid(_config(data, epochs), depths, rates, seeds,
+                              optimizers=OPTIMIZERS, bucket_ratio=4.0) for data in DATASETS]
+    return sweeps, depths, seeds, epochs
 
 
-def _fit(ds: xr.Dataset, parameterisation: str, optimizer: str, seed: int, n_boot: int):
-    loss = ds.loss.sel(parameterisation=parameterisation).values
-    fit = rate_scaling(ds.depth.values, ds.rate.values, loss, level=LEVEL, n_boot=n_boot,
-                       seed=seed)
-    # slope of the rate actually used: Depth-muP's Adam rule divides eta by sqrt(L)
+def _fit(ds: xr.Dataset, optimizer: str, parameterisation: str, seed: int, n_boot: int):
+    """The :class:`RateScaling` of base rates and the shift to the slope of the rate used
+    (Depth-muP's Adam rule divides eta by sqrt(L): -1/2)."""
+    cell = ds.sel(optimizer=optimizer, parameterisation=parameterisation)
+    fit = rate_scaling(ds.depth.values, cell.rate.values,
+                       cell.loss.transpose("depth", "rate_index", "seed").values,
+                       level=LEVEL, n_boot=n_boot, seed=seed)
     shift = -0.5 if parameterisation == "depth-mup" and optimizer != "sgd" else 0.0
     return fit, shift
+
+
+PARAMS = ("depth-mup", "standard")
 
 
 def _compute(scale: str, seed: int) -> xr.Dataset:
     sweeps, depths, seeds, epochs = rate_sweeps(scale, seed)
     r = default_resolution(depths)
     n_boot = pick(scale, 500, 2000)
+    by_data = dict(zip(DATASETS, sweeps, strict=True))
     names = [f"{d}/{o}" for d, o in COMBOS]
-    params = ["depth-mup", "standard"]
-    fits = {(c, p): _fit(ds, p, o, seed, n_boot) for c, (ds, (_, o)) in
-            enumerate(zip(sweeps, COMBOS, strict=True)) for p in params}
-    n_rates = max(ds.sizes["rate"] for ds in sweeps)
-
-    def pad(a, n):  # rate grids differ in length across optimisers at full scale
-        return np.concatenate([a, np.full(a.shape[:-1] + (n - a.shape[-1],), np.nan)], -1)
-
-    loss = np.stack([pad(ds.loss.transpose("parameterisation", "depth", "seed", "rate")
-                         .sel(parameterisation=params).values, n_rates) for ds in sweeps])
-    rates = np.stack([pad(ds.rate.values, n_rates) for ds in sweeps])
-    get = lambda attr: np.array([[getattr(fits[(c, p)][0], attr) + (
-        fits[(c, p)][1] if attr in ("slope", "lo", "hi") else 0.0) for p in params]
+    fits = {(c, p): _fit(by_data[d], o, p, seed, n_boot)
+            for c, (d, o) in enumerate(COMBOS) for p in PARAMS}
+    pick_cells = lambda var: np.stack([by_data[d][var].sel(optimizer=o, parameterisation=list(
+        PARAMS)).values for d, o in COMBOS])
+    per_fit = lambda attr, shifted=False: np.array([[
+        getattr(fits[(c, p)][0], attr) + (fits[(c, p)][1] if shifted else 0.0) for p in PARAMS]
         for c in range(len(COMBOS))])
-    per_depth = lambda attr: np.stack([[getattr(fits[(c, p)][0], attr) for p in params]
+    per_depth = lambda attr: np.stack([[getattr(fits[(c, p)][0], attr) for p in PARAMS]
                                        for c in range(len(COMBOS))])
+    dims = ("combo", "parameterisation")
     ds = xr.Dataset(
-        {"loss": (("combo", "parameterisation", "depth", "seed", "rate_index"), loss),
-         "rate": (("combo", "rate_index"), rates),
-         "diverged_fraction": (("combo", "parameterisation", "depth"), np.stack([
-             ds.diverged.sel(parameterisation=params).mean(("rate", "seed")).values
-             for ds in sweeps])),
-         "log_optimum": (("combo", "parameterisation", "depth"), per_depth("log_optimum")),
-         "optimum_lo": (("combo", "parameterisation", "depth"), per_depth("optimum_lo")),
-         "optimum_hi": (("combo", "parameterisation", "depth"), per_depth("optimum_hi")),
-         "bracketed": (("combo", "parameterisation", "depth"), per_depth("bracketed")),
-         "slope": (("combo", "parameterisation"), get("slope")),
-         "lo": (("combo", "parameterisation"), get("lo")),
-         "hi": (("combo", "parameterisation"), get("hi")),
+        {"loss": (dims + ("depth", "rate_index", "seed"), pick_cells("loss")),
+         "diverged": (dims + ("depth", "rate_index", "seed"), pick_cells("diverged")),
+         "rate": (dims + ("rate_index",), pick_cells("rate")),
+         "log_optimum": (dims + ("depth",), per_depth("log_optimum")),
+         "optimum_lo": (dims + ("depth",), per_depth("optimum_lo")),
+         "optimum_hi": (dims + ("depth",), per_depth("optimum_hi")),
+         "bracketed": (dims + ("depth",), per_depth("bracketed")),
+         "slope": (dims, per_fit("slope", True)), "lo": (dims, per_fit("lo", True)),
+         "hi": (dims, per_fit("hi", True)),
          "target": (("combo",), [TARGET[o] for _, o in COMBOS])},
-        coords={"combo": names, "parameterisation": params, "depth": depths, "seed": seeds})
-    ds.attrs.update(resolution=r, epochs=epochs, training_config=json.dumps(
-        {n: json.loads(s.attrs["config"]) for n, s in zip(names, sweeps, strict=True)}))
+        coords={"combo": names, "parameterisation": list(PARAMS), "depth": depths,
+                "seed": seeds})
+    ds.attrs.update(resolution=r, epochs=epochs, training_config=sweeps[0].attrs["config"],
+                    data_sets=", ".join(DATASETS))
+    step = float(np.log2(ds.rate.values[0, 0, 1] / ds.rate.values[0, 0, 0]))
     tolerance = (f"for every (data, optimiser): optimum bracketed at every depth and the "
                  f"slope's {100 * LEVEL:g}% interval inside target +- r, target 0 (SGD) or "
                  f"-1/2 (Adam), r = log 2 / log(L_max/L_min) = {r:.3f} ({len(depths)} depths "
-                 f"{depths[0]}-{depths[-1]} x {len(seeds)} seeds, {epochs} epochs, rates a "
-                 "factor 2^" f"{math.log2(rates[0, 1] / rates[0, 0]):g} apart)")
+                 f"{depths[0]}-{depths[-1]} x {len(seeds)} seeds, {epochs} epoch of "
+                 f"batch-50 steps, rates 2^{step:g} apart)")
 
     def decide(parameterisation: str) -> Verdict:
-        p = params.index(parameterisation)
+        p = PARAMS.index(parameterisation)
         parts, ok, worst = [], [], 0.0
         for c, (name, (_, o)) in enumerate(zip(names, COMBOS, strict=True)):
-            fit, shift = fits[(c, parameterisation)]
+            fit = fits[(c, parameterisation)][0]
             t = TARGET[o]
             band = Band("log lr* slope", t, t - r, t + r, f"target {t:+g} +- r")
             s, lo, hi = (float(ds[v][c, p]) for v in ("slope", "lo", "hi"))
-            pos = band.position(type("F", (), {"lo": lo, "hi": hi})())
+            pos = band.position(SimpleNamespace(lo=lo, hi=hi))
             worst = max(worst, abs(s - t))
             ok.append(pos == "in" and fit.all_bracketed)
             edge = "" if fit.all_bracketed else " (optimum not bracketed at L = " + ", ".join(
@@ -171,45 +178,44 @@ def _compute(scale: str, seed: int) -> xr.Dataset:
 def _plot(ds: xr.Dataset):
     n = ds.sizes["combo"]
     fig, axes = figure(n, 2, width=3.4, height=3.0)
-    depths = ds.depth.values
+    depths = ds.depth.values.astype(float)
     colors = {"depth-mup": "C0", "standard": "C3"}
     r = float(ds.attrs["resolution"])
     for c, name in enumerate(ds.combo.values):
         top, bottom = axes[c], axes[n + c]
-        rates = ds.rate.values[c]
-        ok = np.isfinite(rates)
+        adam = name.endswith("adam")
         for j, L in enumerate(depths):
-            shade = 0.35 + 0.65 * j / max(len(depths) - 1, 1)
+            shade = 0.3 + 0.7 * j / max(len(depths) - 1, 1)
             for p, style in (("depth-mup", "-"), ("standard", ":")):
-                curve = np.exp(np.log(ds.loss.sel(parameterisation=p).values[c, j]).mean(0))
-                top.loglog(rates[ok], curve[ok], style, color=colors[p], alpha=shade, lw=1,
-                           label=f"{p}, L={L}" if j in (0, len(depths) - 1) else None)
+                curve = np.exp(np.log(ds.loss.sel(parameterisation=p).values[c, j]).mean(-1))
+                top.loglog(ds.rate.sel(parameterisation=p).values[c], curve, style,
+                           color=colors[p], alpha=shade, lw=1,
+                           label=f"{p}, L={L:g}" if j in (0, len(depths) - 1) else None)
         top.set_title(name, fontsize=9)
         top.set_xlabel("base learning rate eta")
         top.set_ylabel("training loss after the budget")
         top.legend(fontsize=5)
-        t = float(ds.target[c])
         for p in ds.parameterisation.values:
-            used = np.exp(ds.log_optimum.sel(parameterisation=p).values[c])
-            lo = np.exp(ds.optimum_lo.sel(parameterisation=p).values[c])
-            hi = np.exp(ds.optimum_hi.sel(parameterisation=p).values[c])
-            if p == "depth-mup" and name.endswith("adam"):  # the rate used: eta / sqrt(L)
-                used, lo, hi = (v / np.sqrt(depths) for v in (used, lo, hi))
+            # the rate actually used: Depth-muP's Adam rule divides eta by sqrt(L)
+            f = 1 / np.sqrt(depths) if (p == "depth-mup" and adam) else np.ones_like(depths)
+            used, lo, hi = (np.exp(ds[v].sel(parameterisation=p).values[c]) * f
+                            for v in ("log_optimum", "optimum_lo", "optimum_hi"))
             s, a, b = (float(ds[v].sel(parameterisation=p)[c]) for v in ("slope", "lo", "hi"))
-            bottom.errorbar(depths, used, yerr=[used - lo, hi - used], fmt="o-",
+            bottom.errorbar(depths, used, yerr=[used - lo, hi - used], fmt="o-", ms=3,
                             color=colors[p], capsize=2,
                             label=f"{p}: slope {s:+.2f} [{a:+.2f}, {b:+.2f}]")
-        ref = np.exp(np.mean(np.log(np.exp(ds.log_optimum.sel(parameterisation="depth-mup")
-                                           .values[c])))) * (depths / depths[0]) ** 0
-        scale_to = ref[0] * (1.0 / np.sqrt(depths[0]) if name.endswith("adam") else 1.0)
-        for edge in (t - r, t + r):
-            bottom.loglog(depths, scale_to * (depths / depths[0]) ** edge, "k--", lw=0.6)
+            if p == "depth-mup":  # the band target +- r, through Depth-muP's optima
+                t, gm = float(ds.target[c]), np.exp(np.mean(np.log(depths)))
+                for edge in (t - r, t + r):
+                    bottom.plot(depths, np.exp(np.mean(np.log(used))) * (depths / gm) ** edge,
+                                "k--", lw=0.6)
         bottom.set_xscale("log")
         bottom.set_yscale("log")
-        depth_ticks(bottom, depths)
+        depth_ticks(bottom, depths.astype(int))
         bottom.set_xlabel("depth L")
         bottom.set_ylabel("optimal learning rate used")
-        bottom.set_title(f"band: slope {t:+.1f} +- {r:.2f} (dashed)", fontsize=8)
+        bottom.set_title(f"band (dashed): slope {float(ds.target[c]):+.1f} +- {r:.2f}",
+                         fontsize=8)
         bottom.legend(fontsize=6)
     return fig
 
