@@ -65,11 +65,11 @@ def _run(cell: Cell) -> xr.Dataset:
     from deeplimits.simulation.marion_maps import change_maps
 
     p = cell.parameters
-    out, grad = change_maps(np.random.default_rng([cell.seed, int(cell.digest[:8], 16)]),
-                            kind=p["kind"], depth=p["depth"], width=p["width"],
-                            hurst=float(p["hurst"]), betas=p["betas"], n_inputs=p["n_inputs"],
-                            d_in=p["d_in"], activation=p["activation"])
-    return xr.Dataset({"output_change": ("beta", out), "gradient_change": ("beta", grad)},
+    out, grad = change_maps([np.random.default_rng([cell.seed, int(cell.digest[:8], 16)])],
+                            [p["depth"]], [float(p["hurst"])], kind=p["kind"], width=p["width"],
+                            betas=p["betas"], n_inputs=p["n_inputs"], d_in=p["d_in"],
+                            activation=p["activation"])
+    return xr.Dataset({"output_change": ("beta", out[0]), "gradient_change": ("beta", grad[0])},
                       coords={"beta": list(p["betas"])},
                       attrs={"units": "log10 of the relative change (+inf: overflow)"})
 

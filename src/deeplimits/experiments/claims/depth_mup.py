@@ -82,17 +82,18 @@ def _config(data: str, epochs: int) -> TrainConfig:
 def rate_sweeps(scale: str, seed: int) -> tuple[list[xr.Dataset], list[int], list[int], int]:
     """The rate sweeps of both data sets (one :func:`train_rate_grid` each, both optimisers
     and parameterisations), the depths, seeds and epochs."""
-    depths = pick(scale, [4, 8, 16, 32, 64], [4, 8, 16, 32, 64, 128, 256])
-    seeds = [seed * 100 + i for i in range(pick(scale, 3, 8))]
+    depths = pick(scale, [4, 8, 16, 32, 64], [4, 8, 16, 32, 64, 128])
+    seeds = [seed * 100 + i for i in range(pick(scale, 3, 6))]
     epochs = 1  # 20 steps of batch 50: a budget in which the optimum is well defined
-    step = pick(scale, 1.0, 0.5)
-    extra = pick(scale, 0.0, 2.0)  # the standard optimum at L = 256 sits 4x below L = 64's
+    step = 1.0
+    extra = pick(scale, 0.0, 1.0)  # the standard optimum at L = 128 sits 2x below L = 64's
     rates = {k: list(2.0 ** np.arange(lo - (extra if k[1] == "standard" else 0.0),
                                       hi + step / 2, step)) for k, (lo, hi) in RATE_GRID.items()}
     n = max(len(v) for v in rates.values())
     rates = {k: list(2.0 ** (np.log2(v[-1]) - step * np.arange(n)[::-1])) for k, v in
              rates.items()}  # equal lengths: extend each grid downwards
-    # two groups of depths (4-16, 32-64 at quick scale): less padding, one more compilation
+    # groups of depths within a factor 4 (4-16, 32-64 or 32-128): less padding, one more
+    # compilation each
     sweeps = [train_rate_grid(_config(data, epochs), depths, rates, seeds,
                               optimizers=OPTIMIZERS, bucket_ratio=4.0) for data in DATASETS]
     return sweeps, depths, seeds, epochs
