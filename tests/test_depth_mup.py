@@ -77,27 +77,47 @@ def _small():
 
 def test_train_rate_grid_at_depth_one_the_parameterisations_coincide():
     # at L = 1 the multiplier 1/sqrt(L) and the rate rule are the identity: same cells
-    cfg = TrainConfig(activation="tanh", delta="none", optimizer="adam", max_epochs=2,
-                      batch_size=25)
+    cfg = TrainConfig(activation="tanh", delta="none", max_epochs=2, batch_size=25)
     ds = train_rate_grid(cfg, [1, 3], [1e-3, 1e-2, 1e4], [0, 1], data=_small())
     one = ds.loss.sel(depth=1)
     np.testing.assert_allclose(one.sel(parameterisation="standard"),
                                one.sel(parameterisation="depth-mup"), rtol=1e-6)
-    assert not np.allclose(ds.loss.sel(depth=3, parameterisation="standard"),
-                           ds.loss.sel(depth=3, parameterisation="depth-mup"))
+    three = ds.loss.sel(depth=3)
+    assert not np.allclose(three.sel(parameterisation="standard"),
+                           three.sel(parameterisation="depth-mup"))
+    # SGD and Adam cells are trained apart although they share one compiled function
+    assert not np.allclose(three.sel(optimizer="sgd"), three.sel(optimizer="adam"))
     # a reasonable rate trains; an absurd one is capped at the initial loss, marked diverged
-    ok = ds.sel(rate=1e-2)
+    ok = ds.sel(optimizer="adam").isel(rate_index=1)
     assert np.all(ok.loss < ok.initial_loss) and not ok.diverged.any()
-    assert np.all(ds.sel(rate=1e4).diverged)
-    np.testing.assert_array_equal(ds.sel(rate=1e4).loss, ds.sel(rate=1e4).initial_loss)
-    assert ds.rate_used.sel(parameterisation="depth-mup", depth=3, rate=1e-2) == \
-        pytest.approx(1e-2 / math.sqrt(3))
+    wild = ds.isel(rate_index=2)
+    assert np.all(wild.diverged)
+    np.testing.assert_array_equal(wild.loss, wild.initial_loss)
+    assert ds.rate_used.sel(optimizer="adam", parameterisation="depth-mup", depth=3,
+                            rate_index=1) == pytest.approx(1e-2 / math.sqrt(3))
+    assert ds.rate_used.sel(optimizer="sgd", parameterisation="depth-mup", depth=3,
+                            rate_index=1) == pytest.approx(1e-2)
+
+
+def test_train_rate_grid_takes_one_grid_per_optimizer_and_parameterisation():
+    cfg = TrainConfig(delta="none", max_epochs=1, batch_size=25)
+    grids = {("sgd", "standard"): [0.1, 0.2], ("sgd", "depth-mup"): [1.0, 2.0]}
+    ds = train_rate_grid(cfg, [2], grids, [0], optimizers=["sgd"], data=_small())
+    np.testing.assert_allclose(ds.rate.sel(optimizer="sgd", parameterisation="depth-mup"),
+                               [1.0, 2.0])
+    with pytest.raises(ValueError, match="no grid"):
+        train_rate_grid(cfg, [2], grids, [0], data=_small())  # adam grids missing
+    with pytest.raises(ValueError, match="one length"):
+        train_rate_grid(cfg, [2], grids | {("sgd", "standard"): [0.1]}, [0],
+                        optimizers=["sgd"], data=_small())
 
 
 @pytest.mark.parametrize("kwargs, match", [
     (dict(config=TrainConfig(delta="shared")), "no trainable delta"),
     (dict(config=TrainConfig(delta="none", depth_scaled=True)), "depth_scaled=False"),
     (dict(rates=[0.0, 1.0]), "rates must be"),
+    (dict(rates=[1.0, 0.5]), "increasing"),
+    (dict(optimizers=["rmsprop"]), "optimizer must be one of"),
     (dict(depths=[2, 2]), "distinct"),
     (dict(parameterisations=["sp"]), "parameterisation must be one of"),
 ])
