@@ -61,10 +61,10 @@ TARGET = {"sgd": 0.0, "adam": -0.5}
 LEVEL = 0.95
 
 #: Base-rate grids (log2 eta, first and last) per (optimiser, parameterisation), a factor 2
-#: per step at quick scale *(choice, from a pilot sweep)*: each centred on where its optimum
-#: lies (the standard parameterisation's falls about like 1/L, so its grid reaches lower;
-#: the full scale's deeper networks one step lower still). Whether every optimum is
-#: bracketed is part of the decision, so a grid that misses one fails the claim.
+#: per step *(choice, from a pilot sweep)*: each centred on where its optimum lies (the
+#: standard parameterisation's falls about like 1/L, so its grid reaches lower; at full
+#: scale every grid starts one step lower, for L = 128). Whether every optimum is bracketed
+#: is part of the decision, so a grid that misses one fails the claim.
 RATE_GRID = {("sgd", "depth-mup"): (-1.0, 6.0), ("sgd", "standard"): (-4.0, 3.0),
              ("adam", "depth-mup"): (-7.0, 0.0), ("adam", "standard"): (-11.0, -4.0)}
 
