@@ -52,6 +52,9 @@ CLAIM = register_study(Study(
     "claim", _run_claim, {"claim": REQUIRED, "scale": "quick"}, _check_claim,
     "one claim of the reproduction report, with its verdict"))
 
+# ``marion-map`` (Marion et al.'s maps) lives with its analysis and figure; importing the
+# module registers it
+from deeplimits.experiments import marion_maps as _marion_maps  # noqa: E402, F401
 
 _NETWORK = {"form": "A", "activation": "relu", "width": 4, "depth": 256, "sigma_w": 1.0,
             "sigma_b": 0.0, "law": "gaussian", "scaling": "shrinking", "horizon": 1.0}

@@ -3,10 +3,12 @@
 from deeplimits.experiments.claims import (  # noqa: F401  (registers the claims)
     backward,
     conv,
+    depth_mup,
     finite_width,
     forward,
     kernel_ode,
     kernels,
+    marion,
     scaling,
 )
 from deeplimits.experiments.claims._base import (
