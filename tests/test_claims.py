@@ -112,10 +112,10 @@ def spec_claim_ids() -> list[str]:
     return ids
 
 
-# Specification claims with no implementation yet, so no row: T3 (limit equations of trained
-# networks, issue 15 item 3) and T5 (Depth-muP, issue 15 item 6). The report names them as
-# not checked. The test fails if any other claim loses its row, and once these get one.
-NOT_IMPLEMENTED = ["T3", "T5"]
+# Specification claims with no implementation yet, so no row: T5 (Depth-muP, issue 15 item
+# 6). The report names it as not checked. The test fails if any other claim loses its row,
+# and once it gets one.
+NOT_IMPLEMENTED = ["T5"]
 
 
 def test_every_spec_claim_has_a_report_row():

@@ -191,8 +191,8 @@ def _theory_base(path: str | Path, base: str | None) -> str:
 
 
 # Claims of the specification that nothing checks yet: the report says so rather than
-# leaving them out silently (T3: limit equations of trained networks; T5: Depth-muP).
-NOT_CHECKED = ("T3 (limit equations of trained networks)", "T5 (Depth-muP)")
+# leaving them out silently (T5: Depth-muP).
+NOT_CHECKED = ("T5 (Depth-muP)",)
 
 
 def render_report(

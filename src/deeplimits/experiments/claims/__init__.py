@@ -8,6 +8,7 @@ from deeplimits.experiments.claims import (  # noqa: F401  (registers the claims
     kernel_ode,
     kernels,
     scaling,
+    trained_limits,
 )
 from deeplimits.experiments.claims._base import (
     SCALES,
