@@ -136,6 +136,8 @@ def test_sup_errors_and_bad_input():
         ode_limit({4: (np.zeros((4, 2, 2)), np.zeros((4, 2)), 1.0)}, 1.2, linear=True)
     with pytest.raises(ValueError, match="multiple of grid"):
         sde_limit(np.zeros((6, 2, 2)), np.zeros((6, 2)), grid=4)
+    with pytest.raises(ValueError, match="width must be a positive integer"):
+        brownian_weights(np.random.default_rng(0), 4, 0)
     with pytest.raises(ValueError, match="solver"):
         solve_limit_sde([sde_limit(np.zeros((4, 2, 2)), np.zeros((4, 2)), grid=2)],
                         np.zeros((1, 1, 2)), np.zeros((1, 1, 2)), solver="milstein")

@@ -54,6 +54,7 @@ import jax.numpy as jnp
 import lineax
 import numpy as np
 
+from deeplimits._core.validation import check_samples
 from deeplimits.spec.activations import Activation, get_activation
 from deeplimits.spec.trainable import trend_noise
 
@@ -419,7 +420,10 @@ def brownian_weights(rng: np.random.Generator, steps: int, width: int, *, scale:
     scale (dB^A_n) / sqrt(d)``, ``b_n = b-bar(n/N)/N + bias_scale dB^b_n`` with Brownian
     increments of variance ``1/N``; ``(A (N, d, d), b (N, d))``. Summing groups of ``N/L``
     consecutive layers gives the depth-L network of the same path."""
-    N, d = int(steps), int(width)
+    N, d = check_samples(steps, "steps"), check_samples(width, "width")
+    if not all(np.isfinite(v) and v >= 0 for v in (scale, bias_scale)):
+        raise ValueError(f"scale and bias_scale must be finite and >= 0, got {scale}, "
+                         f"{bias_scale}")
     A = rng.standard_normal((N, d, d)) * (scale / np.sqrt(d * N))
     b = rng.standard_normal((N, d)) * (bias_scale / np.sqrt(N))
     if trend is not None:
