@@ -112,10 +112,9 @@ def spec_claim_ids() -> list[str]:
     return ids
 
 
-# Specification claims with no implementation yet, so no row: T3 (limit equations of trained
-# networks, issue 15 item 3). The report names it as not checked. The test fails if any
-# other claim loses its row, and once this one gets one.
-NOT_IMPLEMENTED = ["T3"]
+# Specification claims with no implementation, so no row (none today). The test fails if any
+# claim loses its row.
+NOT_IMPLEMENTED: list[str] = []
 
 
 def test_every_spec_claim_has_a_report_row():

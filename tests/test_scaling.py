@@ -12,6 +12,7 @@ import pytest
 from typer.testing import CliRunner
 
 from deeplimits.cli import app
+from deeplimits.experiments.store import save_dataset
 from deeplimits.scaling import (
     FCResNet,
     ScalingData,
@@ -237,13 +238,34 @@ def test_sweep_skips_finished_cells_and_survives_nonfinite_loss(tmp_path):
     kept = sweep_weights(load_sweep(tmp_path), statuses=("converged", "plateau"))
     assert np.all(np.isnan(kept[3])) == (status not in ("converged", "plateau"))
     assert sweep_branch_scale(load_sweep(tmp_path)) is None  # delta 'none': no shared delta
+    # the one results store: its manifest records the training outcome of each cell
     on_disk = json.loads((tmp_path / "manifest.json").read_text())
-    assert on_disk["cells"]["L40_s1"]["status"] == "failed"
+    assert on_disk["deeplimits_version"] and on_disk["cells"]["L40_s1"]["status"] == "done"
+    assert on_disk["cells"]["L40_s1"]["training"]["status"] == "failed"
+    assert cell_path(tmp_path, 3, 1) == tmp_path / "data" / "L3_s1.nc"
     # two usable depths only (40 failed): the analysis refuses before any work
     r = runner.invoke(app, ["scaling", "analyze", str(tmp_path)])
     assert r.exit_code == 2 and "at least 3 depths with a finite" in r.output
     with pytest.raises(ValueError, match="another configuration"):
         train_sweep(tmp_path, _config(max_epochs=3), [3], [1], data=_TINY)
+    r = runner.invoke(app, ["scaling", "train", "--out", str(tmp_path), "--depths", "3",
+                            "--max-epochs", "3", "--seeds", "1"])
+    assert r.exit_code == 2 and "another configuration" in r.output
+
+
+def test_sweep_folder_of_the_old_layout_is_read_but_not_extended(tmp_path):
+    # before the one results store: cells/L*_s*.nc beside a manifest.json with a config
+    cfg = _config(max_epochs=1)
+    for ds in train_cells(cfg, [(3, 0), (4, 0), (6, 0)], _TINY):
+        save_dataset(ds, tmp_path / "cells" / f"L{ds.attrs['depth']:05d}_s000.nc")
+    (tmp_path / "manifest.json").write_text(json.dumps({"config": cfg.to_dict(), "cells": {}}))
+    assert sorted(load_sweep(tmp_path)) == [(3, 0), (4, 0), (6, 0)]
+    r = runner.invoke(app, ["scaling", "analyze", str(tmp_path), "--n-boot", "10", "--json"])
+    assert r.exit_code == 0, r.output
+    with pytest.raises(ValueError, match="layout before the one results store"):
+        train_sweep(tmp_path, cfg, [3], [0], data=_TINY)
+    with pytest.raises(ValueError, match="no trained cells"):
+        load_sweep(tmp_path / "empty")
 
 
 # -- bad input ------------------------------------------------------------------------------------

@@ -248,11 +248,17 @@ def _ols_slope(lx: np.ndarray, ly: np.ndarray) -> np.ndarray:
 
 
 def fit_slope(depths: Sequence[int], values, *, statistic: str = "statistic",
-              level: float = 0.95, n_boot: int = 2000, seed: int = 0) -> SlopeFit:
+              level: float = 0.95, n_boot: int = 2000, seed: int = 0,
+              paired: bool = False) -> SlopeFit:
     """Log-log regression of ``values`` (n_depths, n_seeds) (or (n_depths,)) on depth.
 
     Non-finite or non-positive entries (failed cells) are dropped; a depth with no valid
     seed is dropped. At least 3 depths must remain.
+
+    The bootstrap resamples seeds independently at each depth (cells trained separately
+    per depth), or, with ``paired``, whole seeds across all depths (one random instance
+    seen at every depth, e.g. one weight profile or one path): then the seed-to-seed spread
+    of the level, shared by all depths, does not enter the slope's interval.
     """
     depths = np.asarray(depths, dtype=np.float64)
     v = np.asarray(values, dtype=np.float64)
@@ -273,9 +279,14 @@ def fit_slope(depths: Sequence[int], values, *, statistic: str = "statistic",
     if n_seeds >= 2:
         rng = np.random.default_rng(seed)
         boot = np.empty((n_boot, depths.size))
-        for i, row in enumerate(logv):
-            ok = row[~np.isnan(row)]
-            boot[:, i] = ok[rng.integers(0, ok.size, (n_boot, ok.size))].mean(axis=1)
+        if paired:
+            pick = rng.integers(0, logv.shape[1], (n_boot, logv.shape[1]))
+            with np.errstate(all="ignore"):
+                boot[:] = np.nanmean(logv[:, pick], axis=2).T
+        else:
+            for i, row in enumerate(logv):
+                ok = row[~np.isnan(row)]
+                boot[:, i] = ok[rng.integers(0, ok.size, (n_boot, ok.size))].mean(axis=1)
         slopes = _ols_slope(lx, boot)
         b_lo, b_hi = np.quantile(slopes, [0.5 - level / 2, 0.5 + level / 2])
     else:

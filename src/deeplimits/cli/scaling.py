@@ -1,8 +1,9 @@
 """``deeplimits scaling``: train ResNets across depths and analyse how their weights scale
 (``trained_scaling.md``).
 
-* ``train``: one file per (depth, seed) cell in ``OUT/cells``, a ``manifest.json``; a rerun
-  skips finished cells; a cell whose loss turns non-finite is reported and the others go on.
+* ``train``: one file per (depth, seed) cell through the results store (``OUT/data``, the
+  store's ``manifest.json``); a rerun skips finished cells; a cell whose loss turns
+  non-finite is reported and the others go on.
 * ``analyze``: a folder written by ``train``, ``.npy`` weight stacks from any code (one
   stack (L, ...) per file, or (seeds, L, ...) with ``--seeds-first``; files of equal depth
   are pooled as seeds), or checkpoints of networks trained elsewhere (``.npz``,
@@ -66,6 +67,7 @@ def train(
     """Train every (depth, seed) cell not yet in OUT."""
     from deeplimits.scaling import (
         TrainConfig,
+        check_sweep_folder,
         load_data,
         load_npy_data,
         train_sweep,
@@ -90,17 +92,17 @@ def train(
                              f"{dataset.x_train.shape[0]} training samples")
         if out.exists() and not out.is_dir():
             raise ValueError(f"--out {out} exists and is not a folder")
-        manifest_path = out / "manifest.json"
-        if manifest_path.exists():
-            old = json.loads(manifest_path.read_text()).get("config")
-            if old != config.to_dict():
-                raise ValueError(f"{out} holds a sweep with another configuration: {old}")
+        check_sweep_folder(out, config)
+        before = len(list((out / "data").glob("*.nc")))
     except ValueError as e:
         raise fail(str(e)) from None
     err.print(f"training {len(grid)} depths {grid[0]}..{grid[-1]} x {seeds} seeds "
               f"into {out}")
-    before = len(json.loads(manifest_path.read_text())["cells"]) if manifest_path.exists() else 0
-    manifest = train_sweep(out, config, grid, range(seeds), data=dataset)
+    try:
+        manifest = train_sweep(out, config, grid, range(seeds), data=dataset)
+    except ValueError as e:  # e.g. the folder is in use by another sweep
+        raise fail(str(e)) from None
+    manifest_path = out / "manifest.json"
     cells = manifest["cells"]
     failed = {k: v["message"] for k, v in cells.items() if v["status"] == "failed"}
     for k, msg in failed.items():
@@ -170,6 +172,7 @@ def analyze(
     from deeplimits.scaling import (
         analyze_weights,
         check_weight_stacks,
+        is_sweep_folder,
         load_checkpoints,
         load_sweep,
         sweep_branch_scale,
@@ -185,7 +188,7 @@ def analyze(
             raise ValueError(f"--n-boot must be >= 1, got {n_boot}")
         if pattern is not None:
             weights = load_checkpoints(paths, pattern)
-        elif len(paths) == 1 and (paths[0] / "cells").is_dir():
+        elif len(paths) == 1 and is_sweep_folder(paths[0]):
             cells = load_sweep(paths[0])
             weights = sweep_weights(cells, effective=effective, initial=initial)
             if not effective:

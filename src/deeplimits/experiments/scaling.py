@@ -1,4 +1,20 @@
-"""Split from ``deeplimits.scaling.train``."""
+"""Training sweeps across depth written through the one results store
+(:class:`~deeplimits.experiments.store.ResultStore`, the store of every sweep).
+
+Layout of a sweep folder::
+
+    root/manifest.json        the store's index: deeplimits version, and per cell its
+                              description (study "scaling-train", depth, seed, the training
+                              configuration, the data set) and, once trained, ``training``
+                              (status, message, epochs, train and test loss)
+    root/data/L<depth>_s<seed>.nc   one dataset per trained cell (atomic write)
+
+Cells are still trained in groups of depths (one compiled, vmapped epoch function per group,
+:func:`~deeplimits.simulation.training.train_cells`); each cell is written the moment its
+group finishes, so an interrupted sweep resumes where it stopped. Folders of the layout
+before the one store (``cells/L*_s*.nc`` beside a ``manifest.json`` with a ``config``) are
+read transparently by :func:`load_sweep`; :func:`train_sweep` refuses to add to them.
+"""
 
 from __future__ import annotations
 
@@ -12,41 +28,97 @@ import xarray as xr
 
 from deeplimits._core.progress import progress_bar
 from deeplimits.data.scaling import ScalingData
-from deeplimits.experiments.store import atomic_path, load_dataset, save_dataset
+from deeplimits.experiments.store import ResultStore, load_dataset
 from deeplimits.simulation.training import TrainConfig, depth_buckets, load_data, train_cells
 from deeplimits.spec.trainable import (
     FCResNet,
 )
 
-__all__ = ["train_sweep", "load_sweep", "cell_path", "model_from_cell", "sweep_weights",
-           "sweep_branch_scale"]
+__all__ = ["train_sweep", "load_sweep", "cell_path", "cell_key", "check_sweep_folder",
+           "is_sweep_folder", "model_from_cell", "sweep_weights", "sweep_branch_scale"]
+
+STUDY = "scaling-train"
+
+_TRAINING = ("status", "message", "epochs", "train_loss", "test_loss")
+
+
+def cell_key(depth: int, seed: int) -> str:
+    """The store key of a (depth, seed) cell, e.g. ``L40_s1``."""
+    return f"L{int(depth)}_s{int(seed)}"
 
 
 def cell_path(out_dir: str | Path, depth: int, seed: int) -> Path:
-    return Path(out_dir) / "cells" / f"L{int(depth):05d}_s{int(seed):03d}.nc"
+    """Where the store keeps the cell (``root/data/L<depth>_s<seed>.nc``)."""
+    return ResultStore(out_dir).path(cell_key(depth, seed))
 
 
-def _manifest(out_dir: Path) -> dict:
-    path = out_dir / "manifest.json"
-    return json.loads(path.read_text()) if path.exists() else {}
+def _legacy(out_dir: Path) -> bool:
+    """A folder of the layout before the one store: ``cells/`` and a manifest with
+    ``config`` but no ``deeplimits_version``."""
+    return (out_dir / "cells").is_dir()
 
 
-def _write_manifest(out_dir: Path, manifest: dict) -> None:
-    with atomic_path(out_dir / "manifest.json") as tmp:
-        tmp.write_text(json.dumps(manifest, indent=1, sort_keys=True))
+def is_sweep_folder(path: str | Path) -> bool:
+    """Whether ``path`` holds a training sweep (the store's layout or the old one)."""
+    path = Path(path)
+    if _legacy(path):
+        return True
+    manifest = path / ResultStore.MANIFEST
+    if not (manifest.exists() and (path / "data").is_dir()):
+        return False
+    try:
+        cells = json.loads(manifest.read_text()).get("cells", {})
+    except ValueError:
+        return False
+    return any(c.get("study") == STUDY for c in cells.values())
+
+
+def _stored_configs(store: ResultStore) -> list[dict]:
+    cells = store.manifest()["cells"] if (store.root / store.MANIFEST).exists() else {}
+    return [c["config"] for c in cells.values() if c.get("study") == STUDY]
+
+
+def check_sweep_folder(out_dir: str | Path, config: TrainConfig) -> None:
+    """Raise ``ValueError`` (before any work) unless ``out_dir`` can take cells of
+    ``config``: a folder of the old layout, of another deeplimits version, holding other
+    results, or a sweep with another configuration is refused."""
+    out_dir = Path(out_dir)
+    if out_dir.exists() and not out_dir.is_dir():
+        raise ValueError(f"{out_dir} exists and is not a folder")
+    if _legacy(out_dir):
+        raise ValueError(f"{out_dir} holds a sweep in the layout before the one results store "
+                         "(cells/ beside manifest.json): load_sweep and 'deeplimits scaling "
+                         "analyze' still read it, but new cells go into a new folder")
+    store = ResultStore(out_dir)
+    store.check()
+    if (out_dir / store.MANIFEST).exists():
+        cells = store.manifest()["cells"]
+        others = sorted({c.get("study") for c in cells.values()} - {STUDY})
+        if others:
+            raise ValueError(f"{out_dir} holds results of {others}, not a training sweep")
+        for cfg in _stored_configs(store):
+            if cfg != config.to_dict():
+                raise ValueError(f"{out_dir} holds a sweep with another configuration: {cfg}")
+
+
+def _description(config: TrainConfig, data: ScalingData, depth: int, seed: int) -> dict:
+    return {"study": STUDY, "params": {"depth": int(depth)}, "seed": int(seed),
+            "config": config.to_dict(), "data": data.name}
 
 
 def train_sweep(out_dir: str | Path, config: TrainConfig, depths: Sequence[int],
                 seeds: Sequence[int], *, data: ScalingData | None = None,
                 progress: bool = True, bucket_ratio: float = 2.0) -> dict:
-    """Train every (depth, seed) cell not yet in ``out_dir``; returns the manifest.
+    """Train every (depth, seed) cell not yet in ``out_dir`` and write each through the
+    results store; returns ``{"config", "data", "cells": {key: {depth, seed, status,
+    message, epochs, train_loss, test_loss}}}`` for every cell of the folder (``status`` is
+    the training outcome: ``converged``, ``plateau``, ``max_epochs`` or ``failed``).
 
-    Writes ``out_dir/cells/L<depth>_s<seed>.nc`` (atomically, one per cell, failed cells
-    included: their weights are the last finite ones) and ``out_dir/manifest.json``
-    (``config`` and, per cell, ``status``, ``message``, ``epochs``, ``train_loss``). A folder
-    holding a different configuration is refused. Cells are trained in groups of depths
-    within a factor ``bucket_ratio`` (:func:`depth_buckets`, one compilation per group); the
-    manifest is rewritten after each group, so an interrupted sweep resumes where it stopped.
+    Failed cells (non-finite loss) are written too: their weights are the last finite ones.
+    A folder holding a different configuration, another version's results or the old layout
+    is refused before any work (:func:`check_sweep_folder`); the folder is locked while the
+    sweep runs. Cells are trained in groups of depths within a factor ``bucket_ratio``
+    (:func:`depth_buckets`, one compilation per group, vmapped over seeds).
     """
     depths = sorted({int(L) for L in depths})
     seeds = [int(s) for s in seeds]
@@ -55,36 +127,57 @@ def train_sweep(out_dir: str | Path, config: TrainConfig, depths: Sequence[int],
     if not seeds or len(set(seeds)) != len(seeds):
         raise ValueError(f"seeds must be distinct integers, got {seeds}")
     out_dir = Path(out_dir)
-    manifest = _manifest(out_dir)
-    if manifest and manifest.get("config") != config.to_dict():
-        raise ValueError(f"{out_dir} holds a sweep with another configuration: "
-                         f"{manifest.get('config')}")
-    manifest.setdefault("config", config.to_dict())
-    manifest.setdefault("cells", {})
+    check_sweep_folder(out_dir, config)
     data = load_data(config) if data is None else data
-    manifest["data"] = data.name
-    todo = {L: [s for s in seeds if not cell_path(out_dir, L, s).exists()] for L in depths}
-    todo = {L: s for L, s in todo.items() if s}
-    with progress_bar(disable=not progress, transient=True) as bar:
-        task = bar.add_task("training depth sweep", total=sum(map(len, todo.values())))
-        for group in depth_buckets(list(todo), bucket_ratio):
-            for ds in train_cells(config, [(L, s) for L in group for s in todo[L]], data):
-                L, seed = int(ds.attrs["depth"]), int(ds.attrs["seed"])
-                save_dataset(ds, cell_path(out_dir, L, seed))
-                manifest["cells"][f"L{L}_s{seed}"] = {
-                    k: ds.attrs[k] for k in ("depth", "seed", "status", "message", "epochs",
-                                             "train_loss", "test_loss")}
-                bar.advance(task)
-            _write_manifest(out_dir, manifest)
-    _write_manifest(out_dir, manifest)
-    return manifest
+    store = ResultStore(out_dir)
+    with store.lock():
+        store.open()
+        known = store.manifest()["cells"]
+        # describe the new cells; a cell trained before keeps its recorded outcome
+        store.index({key: _description(config, data, L, s) | (
+            {"training": known[key]["training"]} if "training" in known.get(key, {}) else {})
+            for L in depths for s in seeds for key in [cell_key(L, s)]})
+        # a cell written just before a crash may lack its outcome in the index: its file has it
+        known = store.manifest()["cells"]
+        store.index({k: known[k] | {"training": {a: ds.attrs[a] for a in _TRAINING}}
+                     for k in known if store.done(k) and "training" not in known[k]
+                     for ds in [store.load(k)]})
+        todo = {L: [s for s in seeds if not store.done(cell_key(L, s))] for L in depths}
+        todo = {L: s for L, s in todo.items() if s}
+        with progress_bar(disable=not progress, transient=True) as bar:
+            task = bar.add_task("training depth sweep", total=sum(map(len, todo.values())))
+            for group in depth_buckets(list(todo), bucket_ratio):
+                trained = {}
+                for ds in train_cells(config, [(L, s) for L in group for s in todo[L]], data):
+                    L, seed = int(ds.attrs["depth"]), int(ds.attrs["seed"])
+                    key = cell_key(L, seed)
+                    store.save(key, ds)
+                    trained[key] = _description(config, data, L, seed) | {
+                        "training": {k: ds.attrs[k] for k in _TRAINING}}
+                    bar.advance(task)
+                store.index(trained)
+        manifest = store.manifest()
+    cells = {k: {"depth": c["params"]["depth"], "seed": c["seed"], **c.get("training", {})}
+             for k, c in manifest["cells"].items() if c.get("study") == STUDY and "training" in c}
+    return {"config": config.to_dict(), "data": data.name, "cells": cells}
 
 
 def load_sweep(out_dir: str | Path) -> dict[tuple[int, int], xr.Dataset]:
-    """``{(depth, seed): dataset}`` of every cell file of a sweep folder."""
-    files = sorted((Path(out_dir) / "cells").glob("L*_s*.nc"))
+    """``{(depth, seed): dataset}`` of every trained cell of a sweep folder (the store's
+    layout, or transparently the old ``cells/`` layout)."""
+    out_dir = Path(out_dir)
+    if _legacy(out_dir):
+        files = sorted((out_dir / "cells").glob("L*_s*.nc"))
+    else:
+        store = ResultStore(out_dir)
+        if not (out_dir / store.MANIFEST).exists():
+            raise ValueError(f"{out_dir} holds no trained cells (no manifest.json; train "
+                             "into it with train_sweep or 'deeplimits scaling train')")
+        store.check()
+        files = [store.path(k) for k, c in sorted(store.manifest()["cells"].items())
+                 if c.get("study") == STUDY and store.done(k)]
     if not files:
-        raise ValueError(f"{out_dir} holds no trained cells (expected cells/L*_s*.nc)")
+        raise ValueError(f"{out_dir} holds no trained cells")
     out = {}
     for f in files:
         ds = load_dataset(f)

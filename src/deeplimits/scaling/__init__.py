@@ -59,12 +59,26 @@ from deeplimits.data.scaling import (
     synthetic_ode_data,
 )
 from deeplimits.experiments.scaling import (
+    cell_key,
     cell_path,
+    check_sweep_folder,
+    is_sweep_folder,
     load_sweep,
     model_from_cell,
     sweep_branch_scale,
     sweep_weights,
     train_sweep,
+)
+from deeplimits.simulation.trained_limits import (
+    OdeLimit,
+    SdeLimit,
+    brownian_weights,
+    network_paths,
+    ode_limit,
+    sde_limit,
+    solve_limit_ode,
+    solve_limit_sde,
+    sup_errors,
 )
 from deeplimits.simulation.training import (
     LOSSES,
@@ -111,7 +125,9 @@ __all__ = [
     "train_grid", "train_marion", "train_sweep", "DERIVED", "SYNTHETIC_KINDS", "Band",
     "default_resolution", "gaussian_max_slope", "partial_sum_rms", "regime_bands",
     "sweep_branch_scale", "CHECKPOINT_SUFFIXES", "checkpoint_stack", "load_checkpoints",
-    "read_checkpoint"
+    "read_checkpoint", "cell_key", "check_sweep_folder", "is_sweep_folder", "OdeLimit",
+    "SdeLimit", "brownian_weights", "network_paths", "ode_limit", "sde_limit",
+    "solve_limit_ode", "solve_limit_sde", "sup_errors",
 ]
 
 

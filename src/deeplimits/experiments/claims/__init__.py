@@ -10,6 +10,7 @@ from deeplimits.experiments.claims import (  # noqa: F401  (registers the claims
     kernels,
     marion,
     scaling,
+    trained_limits,
 )
 from deeplimits.experiments.claims._base import (
     SCALES,
