@@ -30,7 +30,7 @@ from scipy import stats as st
 from deeplimits.experiments.claims._base import Detectable, detectable_shift
 
 __all__ = ["LawGap", "law_gap", "equivalence", "variance_detectable", "ks_power", "ks_detectable",
-           "dkw_epsilon", "ks_equivalence", "ks_family", "perturbed_spread"]
+           "dkw_epsilon", "ks_equivalence", "ks_family", "perturbed_spread", "weighted_rate"]
 
 ALPHA = 0.01
 
@@ -167,6 +167,26 @@ def ks_family(cases, margin: float, alpha: float = ALPHA) -> tuple[bool, float, 
     """
     ratios = [ks_equivalence(x, y, margin, alpha)[1] for x, y in cases]
     return bool(max(ratios) < 1), float(max(ratios)), ratios
+
+
+def weighted_rate(sizes, errors, line: bool = False):
+    """Weighted least-squares slope of ``log mean(e)`` on ``log n`` and its standard error,
+    for a rate of convergence in a size ``n`` (width, depth, channels); ``errors`` has one row
+    of independent per-sample errors per size (NaN-padded), ``Var(log mean) = SE^2/mean^2``
+    (delta method). With ``line`` also the intercept: ``(slope, se, intercept)``."""
+    widths = sizes
+    x = np.log(np.asarray(widths, dtype=float))
+    m = np.nanmean(errors, 1)
+    cnt = np.sum(np.isfinite(errors), 1)
+    var = np.nanvar(errors, 1, ddof=1) / cnt / m**2
+    y, w = np.log(m), 1 / var
+    xb = np.sum(w * x) / w.sum()
+    yb = np.sum(w * y) / w.sum()
+    slope = np.sum(w * (x - xb) * (y - yb)) / np.sum(w * (x - xb) ** 2)
+    se = 1 / math.sqrt(np.sum(w * (x - xb) ** 2))
+    if line:
+        return float(slope), float(se), float(yb - slope * xb)
+    return float(slope), float(se)
 
 
 def perturbed_spread(y, factor: float) -> np.ndarray:

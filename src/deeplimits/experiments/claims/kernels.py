@@ -39,6 +39,7 @@ from deeplimits.experiments.claims._base import (
     register,
     with_verdict,
 )
+from deeplimits.experiments.claims.checks import weighted_rate
 from deeplimits.experiments.figures import depth_ticks, figure, loglog_fit
 from deeplimits.spec.networks import InputLayer, Readout, ResNet
 from deeplimits.wide.empirical import empirical_nngp, empirical_ntk
@@ -172,24 +173,6 @@ def _agreement(scale: str, seed: int, what: str) -> xr.Dataset:
                # allow at level ALPHA
                "z_tolerance": float(st.t.isf(ALPHA / (2 * z.size), reps[-1] - 1))},
     )
-
-
-def weighted_rate(widths, errors, line: bool = False):
-    """Weighted least-squares slope of ``log mean(e)`` on ``log n`` and its standard error;
-    ``errors`` has one row per width (NaN-padded networks), ``Var(log mean) = SE^2/mean^2``
-    (delta method). With ``line`` also the intercept ``(slope, se, intercept)``."""
-    x = np.log(np.asarray(widths, dtype=float))
-    m = np.nanmean(errors, 1)
-    cnt = np.sum(np.isfinite(errors), 1)
-    var = np.nanvar(errors, 1, ddof=1) / cnt / m**2
-    y, w = np.log(m), 1 / var
-    xb = np.sum(w * x) / w.sum()
-    yb = np.sum(w * y) / w.sum()
-    slope = np.sum(w * (x - xb) * (y - yb)) / np.sum(w * (x - xb) ** 2)
-    se = 1 / math.sqrt(np.sum(w * (x - xb) ** 2))
-    if line:
-        return float(slope), float(se), float(yb - slope * xb)
-    return float(slope), float(se)
 
 
 def _verdict(ds: xr.Dataset, what: str) -> xr.Dataset:
