@@ -90,6 +90,36 @@ def test_detectable_shift_is_the_power_calculation():
             detectable_shift(**bad)
 
 
+def test_ks_equivalence_one_and_two_samples_and_the_family():
+    from scipy import stats as st
+
+    from deeplimits.experiments.claims.checks import ks_equivalence, ks_family
+
+    rng = np.random.default_rng(3)
+    x, y = rng.standard_normal(4000), rng.standard_normal(4000)
+    # one sample against the true law: bound = D + DKW(4000, 0.01) ~ 0.04 < 0.08
+    assert ks_equivalence(x, st.norm(), 0.08)[0]
+    # a law at sup-distance 0.12 (mean shifted by 0.3) is rejected, one and two samples
+    assert not ks_equivalence(x, st.norm(0.3), 0.08)[0]
+    assert not ks_equivalence(x, y + 0.3, 0.08)[0]
+    assert ks_equivalence(x, y, 0.1)[0]
+    passed, worst, ratios = ks_family([(x, st.norm()), (x, y + 0.3)], 0.08)
+    assert not passed and worst == max(ratios) > 1 > min(ratios)
+    with pytest.raises(ValueError, match="margin"):
+        ks_equivalence(x, y, 0.0)
+
+
+def test_weighted_rate_recovers_a_power_law_with_its_standard_error():
+    from deeplimits.experiments.claims.checks import weighted_rate
+
+    rng = np.random.default_rng(4)
+    sizes = np.array([64, 256, 1024])
+    errors = sizes[:, None] ** -0.5 * rng.lognormal(0, 0.5, (3, 400))
+    slope, se, intercept = weighted_rate(sizes, errors, line=True)
+    assert abs(slope + 0.5) < 4 * se and se < 0.05
+    assert np.isfinite(intercept)
+
+
 def test_a_declared_control_must_be_judged():
     claim = Claim("X1", "t", "s", lambda scale, seed: xr.Dataset(attrs=dict(
         statistic="z", tolerance="t", measured=0.0, passed=1)), lambda ds: None,

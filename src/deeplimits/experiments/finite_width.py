@@ -212,7 +212,7 @@ def sign_change_width(ds: xr.Dataset, horizon: float, estimator: str = "direct")
 
 
 def dead_orthant_study(widths: Sequence[int], depths: Sequence[int], *, samples: int = 20_000,
-                       seed: int = 0, progress: bool = False) -> xr.Dataset:
+                       seed: int = 0, iid: bool = False, progress: bool = False) -> xr.Dataset:
     """Dead starts and collapse during propagation for ReLU (``finite_width.md`` §8).
 
     For ``Y_0 = W_in x ~ N(0, I_n)``: the fraction of dead starts (``phi(Y_0) = 0``, target
@@ -220,6 +220,9 @@ def dead_orthant_study(widths: Sequence[int], depths: Sequence[int], *, samples:
     start (0 exactly: the orthant is absorbing), and the fraction of live starts that are
     dead at the output (entered the orthant on the way; absorbing, so that is "ever"), by
     depth, with its binomial standard error.
+
+    ``iid=True``: the same layers without the ``1/L`` variance scaling (horizon ``T = L``,
+    every layer's weights ``N(0, sigma_w^2/n)``), whose collapse does not vanish with depth.
     """
     widths = positive_ints(widths, "widths")
     depths = positive_ints(depths, "depths")
@@ -229,7 +232,7 @@ def dead_orthant_study(widths: Sequence[int], depths: Sequence[int], *, samples:
     dead_start, collapse, collapse_se, frozen = (np.zeros(shape) for _ in range(4))
     for i, n in enumerate(widths):
         for j, L in enumerate(depths):
-            net = hayou_resnet(n, L, "relu", input_dim=1)
+            net = hayou_resnet(n, L, "relu", input_dim=1, horizon=float(L) if iid else 1.0)
             ds = simulate_paths(net, [1.0], jax.random.fold_in(key, 10_000 * i + j),
                                 samples=samples, keep_state=True, progress=progress)
             lp = ds.log_phi_norm.isel(input=0).values
@@ -249,7 +252,8 @@ def dead_orthant_study(widths: Sequence[int], depths: Sequence[int], *, samples:
          "frozen_displacement": (("width", "depth"), frozen),
          "collapse": (("width", "depth"), collapse),
          "collapse_se": (("width", "depth"), collapse_se)},
-        coords={"width": widths, "depth": depths}, attrs=dict(samples=samples, seed=seed))
+        coords={"width": widths, "depth": depths},
+        attrs=dict(samples=samples, seed=seed, iid=int(iid)))
 
 
 def width_first_covariance(activation, q0, depth: int, *, horizon: float = 1.0,
@@ -331,7 +335,7 @@ def _spearman_z(a: np.ndarray, b: np.ndarray) -> tuple[float, float]:
 
 def nongaussian_study(activations: Sequence[str], widths: Sequence[int],
                       depths: Sequence[int] = (256,), *, samples: int = 20_000, seed: int = 0,
-                      progress: bool = False) -> xr.Dataset:
+                      sampler: str = "exact", progress: bool = False) -> xr.Dataset:
     """How far one neuron of the deep narrow network is from its Gaussian limit
     (``finite_width.md`` §3, §9), by activation, width and depth, from ``Y_0 ~ N(0, I_n)``.
 
@@ -345,6 +349,9 @@ def nongaussian_study(activations: Sequence[str], widths: Sequence[int],
       Spearman correlation with its z-score under independence (0 in the Gaussian limit);
     * ``log_norm_sd``: standard deviation of ``log |Y_L| / |Y_0|``, the random clock;
     * ``neuron`` and ``start``: the samples of ``Y_L[0]`` and ``Y_0[0]`` at the last depth.
+
+    ``sampler``: ``"exact"`` (the Gram sampler) or ``"dense"`` (weight matrices drawn), as in
+    :func:`~deeplimits.simulation.finite_width.simulate_paths`.
     """
     widths = positive_ints(widths, "widths")
     depths = positive_ints(depths, "depths")
@@ -369,7 +376,7 @@ def nongaussian_study(activations: Sequence[str], widths: Sequence[int],
                     net = hayou_resnet(n, L, act, input_dim=1)
                     ds = simulate_paths(net, [1.0], jax.random.fold_in(key, 10**6 * a + 1000
                                                                        * i + j),
-                                        samples=samples, keep_state=True)
+                                        samples=samples, keep_state=True, sampler=sampler)
                     X = ds.state.isel(input=0, time=-1).values.astype(np.float64)
                     y = X[:, 0]
                     m = stats.moments(y)
@@ -395,4 +402,4 @@ def nongaussian_study(activations: Sequence[str], widths: Sequence[int],
     data["q1"] = ("activation", targets)
     return xr.Dataset(data, coords={"activation": list(activations), "width": widths,
                                     "depth": depths},
-                      attrs=dict(samples=samples, seed=seed, t=1.0))
+                      attrs=dict(samples=samples, seed=seed, t=1.0, sampler=sampler))

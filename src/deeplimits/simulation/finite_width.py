@@ -3,7 +3,9 @@
 The network is ``Y_l = Y_{l-1} + W_l phi(Y_{l-1})`` with ``W_l[i, j] ~ N(0, sigma_w^2/(nL))``
 (``hayou_resnet``). For one input its layer increment is exactly ``(s_w |phi(Y)| sqrt(dt)) G``
 with ``G ~ N(0, I_n)``, so a path costs ``O(n)`` per layer (``forward.md`` §5); for ``k``
-inputs the Gram trick costs ``O(n k^2)``.
+inputs the Gram trick costs ``O(n k^2)``. The dense network (``sampler="dense"``: the
+``n x n`` matrix ``W_l`` drawn and applied, ``O(n^2)`` per layer) is the independent
+implementation the exact sampler is checked against.
 
 * :func:`simulate_paths`: many paths of the exact sampler, recording at chosen times the
   post-activation log-norm, the Gram matrix of the inputs and the two parts of Ito's
@@ -85,9 +87,12 @@ def padded_width(n: int) -> int:
     return max(8, 1 << (n - 1).bit_length())
 
 
+SAMPLERS = ("exact", "dense")
+
+
 @eqx.filter_jit
 def _run_paths(act: Activation, X0, width, sigma_w, key, h, bounds, keep_state: bool,
-               ito: bool):
+               ito: bool, dense: bool = False):
     """Paths of Hayou's network from ``X0`` (``(S, k, m)``, zero-padded beyond ``width``)
     with step ``h``, recording after ``bounds[r + 1]`` layers.
 
@@ -98,6 +103,8 @@ def _run_paths(act: Activation, X0, width, sigma_w, key, h, bounds, keep_state: 
     ``sum h N`` of the number of positive coordinates and, with ``ito``, the martingale
     ``M = sum <phi phi' / |phi|^2, dY>`` and compensator
     ``A = (s_w^2 / 2) sum h (sum_i [phi'^2 + phi phi''] - 2 |phi phi'|^2 / |phi|^2)``.
+    With ``dense`` the layer is the dense network's ``Y + sqrt(h) s_w E phi(Y)`` with a
+    standard normal ``n x n`` matrix ``E`` shared by the inputs.
     """
     dtype = X0.dtype
     mask = (jnp.arange(X0.shape[-1]) < width).astype(dtype)
@@ -109,10 +116,15 @@ def _run_paths(act: Activation, X0, width, sigma_w, key, h, bounds, keep_state: 
 
     def layer(l, carry):
         X, M, A, N = carry
-        z = Gaussian().sample(jax.random.fold_in(key, l), X.shape, dtype) * mask
         f = phi(X)
-        root = jax.vmap(psd_sqrt)(jnp.einsum("ska,sja->skj", f, f))
-        Xn = X + jnp.sqrt(h) * s_w * jnp.einsum("skj,sja->ska", root, z)
+        if dense:
+            m = X.shape[-1]
+            E = Gaussian().sample(jax.random.fold_in(key, l), (X.shape[0], m, m), dtype)
+            Xn = X + jnp.sqrt(h) * s_w * jnp.einsum("sab,skb->ska", E, f) * mask
+        else:
+            z = Gaussian().sample(jax.random.fold_in(key, l), X.shape, dtype) * mask
+            root = jax.vmap(psd_sqrt)(jnp.einsum("ska,sja->skj", f, f))
+            Xn = X + jnp.sqrt(h) * s_w * jnp.einsum("skj,sja->ska", root, z)
         N = N + h * jnp.sum((X > 0) * mask, -1)
         if not ito:
             return Xn, M, A, N
@@ -162,9 +174,11 @@ def simulate_paths(
     ito: bool = False,
     dtype=jnp.float32,
     pad_width: int | None = None,
+    sampler: str = "exact",
     progress: bool | Callable[[int], None] = False,
 ) -> xr.Dataset:
-    """Paths of Hayou's network from the exact sampler, recorded at ``times``.
+    """Paths of Hayou's network from the exact sampler (or the dense network), recorded at
+    ``times``.
 
     Args:
         net: a Hayou network (:func:`~deeplimits.networks.hayou_resnet`): form A, no biases,
@@ -180,6 +194,9 @@ def simulate_paths(
         dtype: simulation precision (float32: Monte Carlo error dominates rounding).
         pad_width: simulate in this padded width (default: the next power of two, at least
             8); a sweep over widths can pass its largest to compile once.
+        sampler: ``"exact"`` (the Gram sampler, ``O(n k^2)`` per layer) or ``"dense"`` (the
+            network with its ``n x n`` weight matrices drawn, ``O(n^2 k)`` per layer; the
+            same law).
         progress: a bar (``True``) or a callback taking the number of paths done.
 
     Returns:
@@ -191,6 +208,8 @@ def simulate_paths(
         For ReLU ``A_t = (s_w^2 / 2)(occupation - 2t)`` while alive. Cost: ``O(samples n k^2)``
         per layer.
     """
+    if sampler not in SAMPLERS:
+        raise ValueError(f"sampler must be one of {SAMPLERS}, got {sampler!r}")
     _check_hayou(net)
     samples = check_path_samples(samples)
     x = check_inputs(net, x, dtype)
@@ -228,7 +247,7 @@ def simulate_paths(
             # width, sigma_w and the step are traced: one compile per (activation, shape)
             out = _run_paths(net.activation, X0, jnp.asarray(n), jnp.asarray(net.sigma_w),
                              jax.random.fold_in(k_layers, c), jnp.asarray(dt), bounds,
-                             record_state, ito)
+                             record_state, ito, sampler == "dense")
             size = min(chunk, samples - start)
             part = {name: np.asarray(a[: len(layers) + 1, :size]) for name, a in out.items()}
             if keep_state:
@@ -246,5 +265,5 @@ def simulate_paths(
         coords={"time": [0.0, *times]})
     ds = ds.transpose("sample", "time", ...)
     ds.attrs.update(width=n, depth=net.depth, horizon=net.horizon, sigma_w=net.sigma_w,
-                    activation=net.activation.name, samples=samples, dt=dt)
+                    activation=net.activation.name, samples=samples, dt=dt, sampler=sampler)
     return ds

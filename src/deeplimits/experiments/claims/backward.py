@@ -34,6 +34,7 @@ from deeplimits.experiments.claims._base import (
 from deeplimits.experiments.claims.checks import (
     equivalence,
     ks_detectable,
+    ks_family,
     law_gap,
     variance_detectable,
 )
@@ -385,8 +386,11 @@ def _identity_compute(scale: str, seed: int) -> xr.Dataset:
     depth = pick(scale, 128, 1024)
     n_samples = pick(scale, 10_000, 100_000)
     widths = pick(scale, [4], [2, 3, 5])
+    # one-sample KS equivalence: the DKW bound (0.016 at quick scale) leaves 0.024 for the
+    # KS distance, which the true law exceeds with probability 2 exp(-2 S 0.024^2) < 1e-4
+    margin = pick(scale, 0.04, 0.015)
     key = seed_key(seed, "B1-identity")
-    rows, logs, twins = [], {}, []
+    rows, logs, laws = [], {}, []
     for i, n in enumerate(widths):
         net = ResNet(width=n, depth=depth, activation="identity", sigma_b=0.3)
         u = _tangent(n)
@@ -394,34 +398,36 @@ def _identity_compute(scale: str, seed: int) -> xr.Dataset:
                              samples=n_samples, u=u)
         j = np.linalg.norm(_np(r["jvp"])[:, 0], axis=-1)
         logs[n] = np.log(j)
-        ks = stats.ks_1samp(np.log(j), jacobian_log_norm_law(net))
-        twins.append(stats.ks_1samp(np.log(j), jacobian_log_norm_law(
-            net.replace(width=n + 1))).pvalue)
+        laws.append((np.log(j), jacobian_log_norm_law(net),
+                     jacobian_log_norm_law(net.replace(width=n + 1))))
         finite, limit = jacobian_moment_identity(net, u)
         est = stats.mean_ci(j**2)
         z = (est.value - finite) / est.stderr
-        rows.append((n, ks.pvalue, z, est.value, est.stderr, finite, limit))
-    pvals = np.array([r[1] for r in rows])
-    zs = np.array([r[2] for r in rows])
+        rows.append((n, z, est.value, est.stderr, finite, limit))
+    zs = np.array([r[1] for r in rows])
 
-    def decide(p) -> Verdict:
-        adjusted = stats.bonferroni(p)
+    def decide(which: int) -> Verdict:
+        equal, worst, ratios = ks_family([(c[0], c[which]) for c in laws], margin)
         return Verdict(
-            statistic="Bonferroni-adjusted KS p of log|J_T u| vs N((1/2 - 1/n) T, T/n)",
-            tolerance="adjusted p >= 0.01 and |E|J_L u|^2 - (1 + 1/L)^L| < 4 SE at every "
-                      "width",
-            measured=adjusted, passed=bool(adjusted >= ALPHA and np.all(np.abs(zs) < 4)),
+            statistic="worst DKW upper bound / margin of the KS distance, log|J_T u| vs "
+                      "N((1/2 - 1/n) T, T/n)",
+            tolerance=f"< 1 (margin {margin} on the sup-distance between CDFs, every width at "
+                      f"level {ALPHA}, intersection-union) and |E|J_L u|^2 - (1 + 1/L)^L| < "
+                      "4 SE at every width",
+            measured=worst, passed=bool(equal and np.all(np.abs(zs) < 4)),
             details=f"form A identity, width-scaled sigma_w = 1, sigma_b = 0.3 (does not "
                     f"enter J), depth {depth}, {n_samples} samples of the exact sampler's "
-                    f"J u, widths {widths}; z = {np.round(zs, 2).tolist()}; limit "
-                    "E|J_T u|^2 = e")
+                    f"J u, widths {widths}; bound / margin {np.round(ratios, 3).tolist()}; z = "
+                    f"{np.round(zs, 2).tolist()}; limit E|J_T u|^2 = e")
 
-    verdict = judge(decide, pvals, np.array(twins), ks_detectable(n_samples, None, len(widths)))
-    ds = xr.Dataset({"ks_pvalue": ("width", pvals), "z": ("width", zs),
-                     "mean_J2": ("width", [r[3] for r in rows]),
-                     "se_J2": ("width", [r[4] for r in rows]),
-                     "closed_form_L": ("width", [r[5] for r in rows]),
-                     "closed_form_limit": ("width", [r[6] for r in rows]),
+    verdict = judge(decide, 1, 2, Detectable(margin, "sup-distance between the CDFs",
+                                              relative=False))
+    ds = xr.Dataset({"ks_bound_ratio": ("width", ks_family([c[:2] for c in laws], margin)[2]),
+                     "z": ("width", zs),
+                     "mean_J2": ("width", [r[2] for r in rows]),
+                     "se_J2": ("width", [r[3] for r in rows]),
+                     "closed_form_L": ("width", [r[4] for r in rows]),
+                     "closed_form_limit": ("width", [r[5] for r in rows]),
                      "log_J": (("width", "sample"), np.stack([logs[n] for n in widths]))},
                     coords={"width": widths})
     ds.attrs["depth"] = depth

@@ -6,7 +6,11 @@
   ``|estimate| + z_{1-alpha/k} se`` lies below its margin (Bonferroni over the ``k``
   components), so a pass is evidence of closeness, not a failure to reject.
 * :func:`ks_equivalence`: a distribution-free equivalence test (KS distance plus the DKW
-  bounds below a margin), for laws too heavy-tailed for moment TOSTs.
+  bounds below a margin), for laws too heavy-tailed for moment TOSTs; with a scipy
+  distribution as ``y`` it is the one-sample version (one DKW bound).
+* :func:`ks_family`: several KS equivalences that must all hold (intersection-union: each
+  at level ``alpha``, so the family's conclusion has level ``alpha`` with no multiplicity
+  correction), the decision of the claims that check one law in several settings.
 * :func:`ks_power`: the smallest sup-distance between CDFs that a KS test at level
   ``alpha`` rejects with probability ``power`` (critical distance plus the
   Dvoretzky-Kiefer-Wolfowitz bound on the empirical CDFs' own error).
@@ -26,7 +30,7 @@ from scipy import stats as st
 from deeplimits.experiments.claims._base import Detectable, detectable_shift
 
 __all__ = ["LawGap", "law_gap", "equivalence", "variance_detectable", "ks_power", "ks_detectable",
-           "dkw_epsilon", "ks_equivalence", "perturbed_spread"]
+           "dkw_epsilon", "ks_equivalence", "ks_family", "perturbed_spread", "weighted_rate"]
 
 ALPHA = 0.01
 
@@ -125,19 +129,64 @@ def dkw_epsilon(n: int, alpha: float) -> float:
 
 def ks_equivalence(x, y, margin: float, alpha: float = ALPHA) -> tuple[bool, float, str]:
     """Distribution-free equivalence test of two laws: the sup-distance between their CDFs
-    is below ``margin`` when its upper confidence bound ``D_hat + eps_n + eps_m`` is
-    (DKW at ``alpha / 2`` per sample, so the bound holds with probability ``>= 1 -
-    alpha``). Returns ``(passed, bound / margin, text)``. It rejects a true distance
+    is below ``margin`` when its upper confidence bound is.
+
+    * two samples ``x``, ``y``: bound ``D_hat + eps_n + eps_m`` (DKW at ``alpha / 2`` per
+      sample);
+    * ``y`` a distribution with a ``cdf`` (scipy frozen law): one sample, bound
+      ``D_hat + eps_n`` (DKW at ``alpha``).
+
+    The bound holds with probability ``>= 1 - alpha``, so the test rejects a true distance
     ``>= margin`` with probability ``>= 1 - alpha`` (the detectable effect is the margin).
+    Returns ``(passed, bound / margin, text)``.
     """
     if margin <= 0:
         raise ValueError(f"margin must be > 0, got {margin}")
-    a, b = np.asarray(x, np.float64).ravel(), np.asarray(y, np.float64).ravel()
-    d = float(st.ks_2samp(a, b).statistic)
-    bound = d + dkw_epsilon(a.size, alpha / 2) + dkw_epsilon(b.size, alpha / 2)
+    a = np.asarray(x, np.float64).ravel()
+    if hasattr(y, "cdf"):
+        d = float(st.ks_1samp(a, y.cdf).statistic)
+        bound = d + dkw_epsilon(a.size, alpha)
+        sizes = f"{a.size} samples vs the law"
+    else:
+        b = np.asarray(y, np.float64).ravel()
+        d = float(st.ks_2samp(a, b).statistic)
+        bound = d + dkw_epsilon(a.size, alpha / 2) + dkw_epsilon(b.size, alpha / 2)
+        sizes = f"{a.size} vs {b.size} samples"
     text = (f"KS distance {d:.4f}, DKW upper bound {bound:.4f} vs margin {margin} "
-            f"({a.size} vs {b.size} samples)")
+            f"({sizes})")
     return bool(bound < margin), bound / margin, text
+
+
+def ks_family(cases, margin: float, alpha: float = ALPHA) -> tuple[bool, float, list[float]]:
+    """:func:`ks_equivalence` of every ``(x, y)`` in ``cases``; passes when all pass.
+
+    An intersection-union test: the family's conclusion "every distance is below the
+    margin" is wrong with probability ``<= alpha`` when each test has level ``alpha``, so no
+    multiplicity correction is needed (Berger 1982). Returns ``(passed, worst bound /
+    margin, bound / margin per case)``.
+    """
+    ratios = [ks_equivalence(x, y, margin, alpha)[1] for x, y in cases]
+    return bool(max(ratios) < 1), float(max(ratios)), ratios
+
+
+def weighted_rate(sizes, errors, line: bool = False):
+    """Weighted least-squares slope of ``log mean(e)`` on ``log n`` and its standard error,
+    for a rate of convergence in a size ``n`` (width, depth, channels); ``errors`` has one row
+    of independent per-sample errors per size (NaN-padded), ``Var(log mean) = SE^2/mean^2``
+    (delta method). With ``line`` also the intercept: ``(slope, se, intercept)``."""
+    widths = sizes
+    x = np.log(np.asarray(widths, dtype=float))
+    m = np.nanmean(errors, 1)
+    cnt = np.sum(np.isfinite(errors), 1)
+    var = np.nanvar(errors, 1, ddof=1) / cnt / m**2
+    y, w = np.log(m), 1 / var
+    xb = np.sum(w * x) / w.sum()
+    yb = np.sum(w * y) / w.sum()
+    slope = np.sum(w * (x - xb) * (y - yb)) / np.sum(w * (x - xb) ** 2)
+    se = 1 / math.sqrt(np.sum(w * (x - xb) ** 2))
+    if line:
+        return float(slope), float(se), float(yb - slope * xb)
+    return float(slope), float(se)
 
 
 def perturbed_spread(y, factor: float) -> np.ndarray:

@@ -53,7 +53,10 @@ W1_ACTIVATIONS = ["identity", "relu", "tanh"]
 def _w1_compute(scale: str, seed: int) -> xr.Dataset:
     n, depth = 3, pick(scale, 128, 512)
     samples = pick(scale, 16_384, 65_536)
-    ds = fw.nongaussian_study(W1_ACTIVATIONS, [n], [depth], samples=samples, seed=seed)
+    # the dense network (its n x n weight matrices drawn): the exact sampler's increments
+    # are centred Gaussians by construction, so its zero drift would be no evidence
+    ds = fw.nongaussian_study(W1_ACTIVATIONS, [n], [depth], samples=samples, seed=seed,
+                              sampler="dense")
     y = ds.neuron.isel(width=0).values
     y0 = ds.start.isel(width=0).values
     # zero drift: E[(Y_L - Y_0) g(Y_0)] = 0 for g = 1, x, 1{x > 0} (a drift would show)
@@ -88,7 +91,8 @@ def _w1_compute(scale: str, seed: int) -> xr.Dataset:
             tolerance="adjusted p >= 0.01; and the standardised neuron laws of identity, "
                       "ReLU and tanh differ pairwise (two-sample KS p < 1e-6)",
             measured=drift_p, passed=bool(drift_p >= ALPHA and pair_p.max() < 1e-6),
-            details=f"width {n}, depth {depth}, {samples} paths per activation, Y_0 ~ N(0, I); "
+            details=f"dense network (weight matrices drawn), width {n}, depth {depth}, "
+                    f"{samples} paths per activation, Y_0 ~ N(0, I); "
                     f"largest |z| {np.abs(z).max():.2f}; largest pair KS p {pair_p.max():.2g}")
 
     verdict = judge(decide, y, drifted, Detectable(detect, "linear drift coefficient "
@@ -352,37 +356,40 @@ def _dead_compute(scale: str, seed: int) -> xr.Dataset:
     depths = pick(scale, [1, 2, 4, 8, 16, 32, 64], [1, 2, 4, 8, 16, 32, 64, 128, 256, 1024])
     samples = pick(scale, 8192, 100_000)
     ds = fw.dead_orthant_study(widths, depths, samples=samples, seed=seed)
-    frozen = float(ds.frozen_displacement.max())
-    c, se = ds.collapse.values, ds.collapse_se.values
-    first_z = c[:, 0] / se[:, 0]
-    decreasing = bool(np.all(np.diff(c, axis=1) <= 3 * np.hypot(se[:, 1:], se[:, :-1])))
+    # the control: the same layers without the 1/L variance (i.i.d. weights, horizon L)
+    twin = fw.dead_orthant_study(widths, depths, samples=samples, seed=seed + 10**6, iid=True)
     live = samples * (1 - 2.0 ** -np.array(widths))
-    bound = 3.0 / live  # 95% upper bound when no collapse is seen (rule of three)
-    vanished = bool(np.all(c[:, -1] <= bound))
-    dead = ds.dead_start.values  # (width, depth) counts
+    # Dead starts (probability 2^-n by the symmetry of Y_0) and frozen dead paths (phi = 0
+    # gives a zero increment) hold by construction: they are implementation tests
+    # (tests/test_finite_width.py) and reported here, not judged.
+    frozen = float(ds.frozen_displacement.max())
+    dead_z = ((ds.dead_start - ds.dead_start_target)
+              / np.sqrt(ds.dead_start_target * (1 - 2.0 ** -ds.width))).values
 
-    def decide(shift: int) -> Verdict:
-        p = np.array([[stats.binomial_test(int(dead[i, j]), samples, 2.0 ** -(n + shift)).pvalue
-                       for j in range(dead.shape[1])] for i, n in enumerate(widths)])
-        adjusted = stats.bonferroni(p)
-        ok = adjusted >= ALPHA and frozen == 0 and np.all(first_z > 4) and decreasing \
-            and vanished
+    def decide(study: xr.Dataset) -> Verdict:
+        c, se = study.collapse.values, study.collapse_se.values
+        first_z = c[:, 0] / se[:, 0]
+        decreasing = bool(np.all(np.diff(c, axis=1) <= 3 * np.hypot(se[:, 1:], se[:, :-1])))
+        # at most 3 collapses among S live paths (rule of three: P(collapse) < 3/S at 95%)
+        vanished = bool(np.all(c[:, -1] * live <= 3))
+        ok = np.all(first_z > 4) and decreasing and vanished
         return Verdict(
-            statistic="Bonferroni-adjusted min p of binomial tests, dead-start count vs "
-                      f"2^-n ({p.size} tests)",
-            tolerance="adjusted p >= 0.01; dead paths frozen exactly; collapse of live "
-                      "starts significant at L = 1 (z > 4), non-increasing in L (3 SE) and 0 "
-                      f"within the rule-of-three bound 3/(live paths) at L = {depths[-1]}",
-            measured=adjusted, passed=bool(ok),
-            details=f"widths {widths}, {samples} paths per depth; target 2^-(n + {shift}); "
-                    "collapse at L=1 "
+            statistic=f"live starts dead at the output (absorbed on the way) at L = "
+                      f"{depths[-1]}, largest over widths {widths}",
+            tolerance="at most 3 of the live paths (rule of three), collapse significant at "
+                      "L = 1 (z > 4) and non-increasing in L (3 SE)",
+            measured=float(c[:, -1].max()), passed=bool(ok),
+            details=f"widths {widths}, {samples} paths per depth; collapse at L=1 "
                     + ", ".join(f"n={n}: {v:.4f}" for n, v in zip(widths, c[:, 0], strict=True))
                     + f"; at L={depths[-1]}: " + ", ".join(f"{v:.2g}" for v in c[:, -1])
-                    + f"; frozen displacement {frozen}")
+                    + f"; (implementation checks, not judged) dead starts vs 2^-n: max |z| "
+                    f"{np.abs(dead_z).max():.2f}, frozen displacement {frozen}")
 
-    rel = math.sqrt((1 - 2.0 ** -widths[-1]) / (samples * 2.0 ** -widths[-1]))
-    return with_verdict(ds, judge(decide, 0, 1, Detectable(
-        detectable_shift(rel, alpha=ALPHA / dead.size), "error in P(dead start)")))
+    ds["control_collapse"] = (("width", "depth"), twin.collapse.values)
+    # a collapse probability p is rejected with 99% power once P(Poisson(S p) <= 3) <= 0.01
+    return with_verdict(ds, judge(decide, ds, twin, Detectable(
+        float(st.chi2.isf(0.01, 8) / 2 / live.min()), "probability that a live start collapses by "
+        f"L = {depths[-1]}", relative=False)))
 
 
 def plot_dead(ds: xr.Dataset):
@@ -397,8 +404,11 @@ def plot_dead(ds: xr.Dataset):
     ax1.legend(fontsize=7)
     for n in ds.width.values:
         c = ds.collapse.sel(width=n).values
-        ax2.errorbar(ds.depth, np.maximum(c, 0.5 / S), 2 * ds.collapse_se.sel(width=n),
-                     fmt="o-", label=f"n = {n}")
+        line = ax2.errorbar(ds.depth, np.maximum(c, 0.5 / S), 2 * ds.collapse_se.sel(width=n),
+                            fmt="o-", label=f"n = {n}")
+        if "control_collapse" in ds:
+            ax2.plot(ds.depth, np.maximum(ds.control_collapse.sel(width=n), 0.5 / S), "x--",
+                     color=line[0].get_color(), label=f"n = {n}, i.i.d. (control)")
     ax2.axhline(3 / S, color="grey", ls=":", label="rule-of-three floor")
     ax2.set(xscale="log", yscale="log", xlabel="depth L",
             ylabel="P(dead at output | live start)", title="collapse during propagation")
@@ -407,11 +417,14 @@ def plot_dead(ds: xr.Dataset):
 
 
 register(Claim("W4", "ReLU: the dead orthant is absorbing, entered at the start with "
-               "probability 2^-n; collapse on the way vanishes as L grows",
+               "probability 2^-n; collapse on the way vanishes as L grows (the verdict judges "
+               "the collapse; the start and absorption hold by construction and are "
+               "implementation tests)",
                "finite_width.md §8 [derived, simulated]", _dead_compute, plot_dead,
-               control=Control("2^-(n+1)",
-                               "the same dead-start counts against the probability of width "
-                               "n + 1")))
+               control=Control("i.i.d. layers",
+                               "the same widths and depths without the 1/L variance scaling "
+                               "(each layer N(0, sigma_w^2/n)): live paths keep collapsing as L "
+                               "grows")))
 
 
 COV_TWIN = 1.15
