@@ -26,6 +26,7 @@ from sklearn.gaussian_process.kernels import Hyperparameter
 from sklearn.gaussian_process.kernels import Kernel as _SkKernel
 from sklearn.utils.validation import check_is_fitted, validate_data
 
+from deeplimits.spec.blocks import get_block
 from deeplimits.spec.networks import InputLayer, Readout, ResNet
 from deeplimits.wide import inference
 from deeplimits.wide.depth_flow import DEFAULT_RTOL
@@ -83,11 +84,10 @@ def resnet_for_kernel(
     width is the input dimension. ``sigma_w``/``sigma_b`` become 0-d JAX arrays (no recompile
     when they change).
     """
-    if form not in FORMS:
-        raise ValueError(f"form must be one of {FORMS}, got {form!r}")
-    if form == "A" and not input_layer:
-        raise ValueError("form A kernels need an input layer (input_layer=True): without one "
-                         "the states are not Gaussian (kernels.md §7)")
+    block = get_block(form)  # normalises the case; unknown forms raise naming the choices
+    if block.kernel_needs_input_layer and not input_layer:
+        raise ValueError(f"form {block.name} kernels need an input layer (input_layer=True): "
+                         "without one the states are not Gaussian (kernels.md §7)")
     sw = _check_positive(sigma_w, "sigma_w")
     sb = _check_positive(sigma_b, "sigma_b")
     layer = None
@@ -97,7 +97,7 @@ def resnet_for_kernel(
     readout = Readout(sigma_v=_check_positive(sigma_v, "sigma_v"),
                       sigma_v0=_check_positive(sigma_v0, "sigma_v0"),
                       post_activation=bool(post_activation))
-    return ResNet(width=1 if input_layer else int(n_features), depth=1, form=form,
+    return ResNet(width=1 if input_layer else int(n_features), depth=1, form=block.name,
                   activation=activation, sigma_w=jnp.asarray(sw, jnp.float64),
                   sigma_b=jnp.asarray(sb, jnp.float64),
                   sigma_u=_check_positive(sigma_u, "sigma_u"),

@@ -40,12 +40,10 @@ stated accuracy ``1e-11`` on the NNGP and ``1e-9`` on the NTK (measured, erf/ReL
 
 from __future__ import annotations
 
-import abc
 import math
 from collections.abc import Callable
 
 import equinox as eqx
-import jax
 import jax.numpy as jnp
 import numpy as np
 
@@ -80,129 +78,25 @@ DEFAULT_MEMORY = 2**30
 
 
 class _Dynamics(eqx.Module):
-    """Pair dynamics of one form. ``state`` is a tuple of arrays: per-input diagonals of
-    shapes ``(B1,)`` and ``(B2,)`` and cross terms of shape ``(B1, B2)``."""
+    """The pair dynamics of ``net``'s block form (``Block.kernel_*`` of spec/blocks.py) as
+    the ``field`` / ``layer`` object of :func:`flow`. ``state`` is a tuple of arrays:
+    per-input diagonals of shapes ``(B1,)`` and ``(B2,)`` and cross terms ``(B1, B2)``."""
 
     net: ResNet
 
-    @abc.abstractmethod
-    def init(self, k11, k22, k12, h0): ...
+    def init(self, k11, k22, k12, h0, mean1=None, mean2=None):
+        return self.net.block.kernel_init(self.net, k11, k22, k12, h0, mean1, mean2)
 
-    @abc.abstractmethod
-    def field(self, state): ...
+    def field(self, state):
+        return self.net.block.kernel_field(self.net, state)
 
     def layer(self, state, dt):
-        """One layer of the finite-depth wide network (default: an explicit Euler step)."""
-        return jax.tree.map(lambda s, f: s + dt * f, state, self.field(state))
+        """One layer of the finite-depth wide network."""
+        return self.net.block.kernel_layer(self.net, state, dt)
 
-    @abc.abstractmethod
     def outputs(self, state, readout: Readout):
         """``(R(K_T), R(K_T) + R'(K_T) H_T)`` for every pair."""
-
-    @property
-    def homogeneous(self) -> bool:
-        return False
-
-
-class _CovarianceDynamics(_Dynamics):
-    """Forms A and C: state ``(d1, d2, k, h)``."""
-
-    def init(self, k11, k22, k12, h0):
-        return (k11, k22, k12, h0)
-
-    @abc.abstractmethod
-    def rates(self, d1, d2, k):
-        """``(F, G, r)`` for covariance entries."""
-
-    def field(self, state):
-        d1, d2, k, h = state
-        F1 = self.rates(d1, d1, d1)[0]
-        F2 = self.rates(d2, d2, d2)[0]
-        F, G, r = self.rates(d1[:, None], d2[None, :], k)
-        return (F1, F2, F, G + r * h)
-
-    def outputs(self, state, readout):
-        d1, d2, k, h = state
-        if readout.post_activation:
-            act = self.net.activation
-            R, dR = act.duals(d1[:, None], d2[None, :], k)
-        else:
-            R, dR = k, 1.0
-        return R, R + dR * h
-
-    @property
-    def homogeneous(self) -> bool:
-        return self.net.activation.homogeneous and self.net.sigma_b == 0
-
-
-class _FormA(_CovarianceDynamics):
-    """``F = sigma_b^2 + sigma_w^2 V_phi(K)``, ``G = F``, ``r = sigma_w^2 V_phi'(K)``."""
-
-    def rates(self, d1, d2, k):
-        act, n = self.net.activation, self.net
-        V, dV = act.duals(d1, d2, k)
-        F = n.sigma_b**2 + n.sigma_w**2 * V
-        return F, F, n.sigma_w**2 * dV
-
-
-class _FormC(_CovarianceDynamics):
-    """Inner ``A = sigma_b^2 + sigma_w^2 K``: ``F = sigma_u^2 V_phi(A)``,
-    ``G = sigma_u^2 [V_phi(A) + A V_phi'(A)]``, ``r = sigma_u^2 sigma_w^2 V_phi'(A)``."""
-
-    def rates(self, d1, d2, k):
-        act, n = self.net.activation, self.net
-        inner = [n.sigma_b**2 + n.sigma_w**2 * v for v in (d1, d2, k)]
-        V, dV = act.duals(*inner)
-        return (n.sigma_u**2 * V, n.sigma_u**2 * (V + inner[2] * dV),
-                n.sigma_u**2 * n.sigma_w**2 * dV)
-
-
-class _FormB(_Dynamics):
-    """Shallow block: state ``(m1, q1, m2, q2, c, h)`` with ``s(q) = sigma_b^2 + sigma_w^2 q``.
-
-    ODE (§4.3): ``m' = p2/2 s(q)``, ``q' = p1^2 s(q) + p2 s(q) m``,
-    ``c' = p1^2 (sigma_b^2 + sigma_w^2 c) + p2/2 [s(q') m + s(q) m']``,
-    ``h' = p1^2 (sigma_b^2 + sigma_w^2 c) + p1^2 sigma_w^2 h``.
-    """
-
-    def init(self, k11, k22, k12, h0):
-        raise NotImplementedError  # form B starts from (m, q), see _initial_state
-
-    def _s(self, q):
-        return self.net.sigma_b**2 + self.net.sigma_w**2 * q
-
-    def field(self, state):
-        m1, q1, m2, q2, c, h = state
-        act, n = self.net.activation, self.net
-        p1, p2 = act.p1, act.p2
-        s1, s2 = self._s(q1), self._s(q2)
-        lin = n.sigma_b**2 + n.sigma_w**2 * c
-        dc = p1**2 * lin + 0.5 * p2 * (s2[None, :] * m1[:, None] + s1[:, None] * m2[None, :])
-        return (0.5 * p2 * s1, p1**2 * s1 + p2 * s1 * m1, 0.5 * p2 * s2,
-                p1**2 * s2 + p2 * s2 * m2, dc, p1**2 * lin + p1**2 * n.sigma_w**2 * h)
-
-    def layer(self, state, dt):
-        # exact width-first layer map (§5): z ~ N(0, dt [[s(q), s_c], [s_c, s(q')]])
-        m1, q1, m2, q2, c, h = state
-        act, n = self.net.activation, self.net
-        v1, v2 = dt * self._s(q1), dt * self._s(q2)
-        vc = dt * (n.sigma_b**2 + n.sigma_w**2 * c)
-        nu1, nu2 = act.mean(v1), act.mean(v2)
-        cross = act.dual(v1[:, None], v2[None, :], vc)
-        dderiv = act.dual_deriv(v1[:, None], v2[None, :], vc)
-        return (m1 + nu1, q1 + 2 * m1 * nu1 + act.second_moment(v1),
-                m2 + nu2, q2 + 2 * m2 * nu2 + act.second_moment(v2),
-                c + m1[:, None] * nu2[None, :] + m2[None, :] * nu1[:, None] + cross,
-                (1 + n.sigma_w**2 * dt * dderiv) * h + dderiv * vc)
-
-    def outputs(self, state, readout):
-        if readout.post_activation:
-            raise ValueError("form B kernels support the state readout only")
-        c, h = state[4], state[5]
-        return c, c + h
-
-
-_DYNAMICS = {"A": _FormA, "B": _FormB, "C": _FormC}
+        return self.net.block.kernel_outputs(self.net, state, readout.post_activation)
 
 
 @eqx.filter_jit
@@ -229,11 +123,9 @@ def _initial_state(net, dyn, x1, x2, train_input: bool, same=None):
     k12, q1, q2 = _initial_gram(net, x1, x2), _diag_gram(net, x1), _diag_gram(net, x2)
     k12 = _consistent_gram(k12, q1, q2, same)
     h0 = k12 if (train_input and net.input_layer is not None) else jnp.zeros_like(k12)
-    if net.form != "B":
-        return dyn.init(q1, q2, k12, h0)
-    # form B also tracks coordinate means: zero behind an input layer, else those of x
+    # coordinate means (form B tracks them): zero behind an input layer, else those of x
     mean = lambda x: jnp.zeros(x.shape[0]) if net.input_layer is not None else x.mean(1)
-    return (mean(x1), q1, mean(x2), q2, k12, h0)
+    return dyn.init(q1, q2, k12, h0, mean(x1), mean(x2))
 
 
 def _consistent_gram(k12, q1, q2, same):
@@ -345,9 +237,9 @@ def check_kernel_net(net: ResNet):
     if net.scaling != "shrinking":
         raise ValueError("the i.i.d. baseline has no infinite-depth kernel; use "
                          "scaling='shrinking'")
-    if net.form == "A" and net.input_layer is None:
-        raise ValueError("form A kernels need an input layer (dl.InputLayer): without one "
-                         "the state coordinates are not Gaussian (kernels.md §7)")
+    if net.block.kernel_needs_input_layer and net.input_layer is None:
+        raise ValueError(f"form {net.form} kernels need an input layer (dl.InputLayer): "
+                         "without one the state coordinates are not Gaussian (kernels.md §7)")
 
 
 def as_kernel_inputs(x, name: str, dim: int | None) -> jnp.ndarray:
@@ -426,7 +318,7 @@ def kernel(
     dim = net.input_dim
     x1 = as_kernel_inputs(x1, "x1", dim)
     x2 = x1 if x2 is None else as_kernel_inputs(x2, "x2", dim)
-    dyn = _DYNAMICS[net.form](net)
+    dyn = _Dynamics(net)
     readout = net.readout if net.readout is not None else Readout()
     traced_dyn, traced_readout = traced_floats((dyn, readout))
     if steps is not None and not (isinstance(steps, int | np.integer)
@@ -435,14 +327,16 @@ def kernel(
     if not (isinstance(rtol, float | int) and not isinstance(rtol, bool)
             and math.isfinite(rtol) and rtol > 0):
         raise ValueError(f"rtol must be a finite number > 0, got {rtol!r}")
-    if net.form == "B" and readout.post_activation:
-        raise ValueError("form B kernels support the state readout only")
-    use_homog = dyn.homogeneous if homogeneous == "auto" else bool(homogeneous)
-    if use_homog and not dyn.homogeneous:
+    block = net.block
+    if readout.post_activation and not block.kernel_post_activation:
+        raise ValueError(f"form {net.form} kernels support the state readout only")
+    is_homog = block.kernel_homogeneous(net)
+    use_homog = is_homog if homogeneous == "auto" else bool(homogeneous)
+    if use_homog and not is_homog:
         raise ValueError("the homogeneous reduction needs form A or C, sigma_b = 0 and a "
                          "positively homogeneous activation")
     variance = 1.0
-    if not use_homog and table is not False and net.form != "B":
+    if not use_homog and table is not False and block.tabulable_kernel:
         common = _common_variance(np.asarray(_diag_gram(net, x1)),
                                   np.asarray(_diag_gram(net, x2)))
         if common is not None:
@@ -569,7 +463,7 @@ def kernel_steps(net: ResNet, x1, x2=None, *, steps: int | None = None,
     check_kernel_net(net)
     x1 = as_kernel_inputs(x1, "x1", net.input_dim)
     x2 = x1 if x2 is None else as_kernel_inputs(x2, "x2", net.input_dim)
-    dyn = _DYNAMICS[net.form](net)
+    dyn = _Dynamics(net)
     readout = net.readout if net.readout is not None else Readout()
     traced_dyn, traced_readout = traced_floats((dyn, readout))
     return _choose_steps(net, dyn, traced_dyn, traced_readout, x1, x2, train_input_layer,
