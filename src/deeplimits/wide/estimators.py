@@ -62,6 +62,21 @@ def _check_depth(depth):
     raise ValueError(f"depth must be a positive integer or math.inf, got {depth!r}")
 
 
+def _check_numeric_targets(y) -> None:
+    """``TypeError`` naming ``y`` unless it holds real numbers (before any kernel work):
+    scikit-learn's ``y_numeric`` converts only object arrays, and NumPy would parse numeric
+    strings ("1.0") as floats or fail with a message that names neither ``y`` nor the rule."""
+    try:
+        arr = np.asarray(y)
+    except (ValueError, TypeError):
+        return  # a ragged y: validate_data names what is wrong with its shape
+    kind = arr.dtype.kind
+    if kind in "USc" or (kind == "O" and not all(isinstance(v, numbers.Real)
+                                                 for v in arr.ravel())):
+        raise TypeError(f"y must hold real numbers (regression targets), got an array of "
+                        f"dtype {arr.dtype}")
+
+
 def resnet_for_kernel(
     n_features: int,
     *,
@@ -370,6 +385,7 @@ class ResNetKernelRegressor(RegressorMixin, BaseEstimator):
     def fit(self, X, y):
         """Compute the training kernel(s) and the gradient-flow solution."""
         self._validate_params()
+        _check_numeric_targets(y)
         X, y = validate_data(self, X, y, multi_output=True, y_numeric=True,
                              dtype=np.float64, ensure_all_finite=True)
         net = self._network(X.shape[1])
