@@ -328,6 +328,9 @@ def kernel(
     else:
         per_pair = _BYTES_PER_PAIR
     block_size = max(16, int(math.sqrt(max_memory / per_pair)))
+    # tiles of equal sizes (N = 1024 in 2 x 512, not 965 + 59): fewer shapes to compile
+    most = max(N1, N2)
+    block_size = max(16, -(-most // -(-most // block_size)))
     K = np.empty((N1, N2)) if out_nngp is None else out_nngp
     T = np.empty((N1, N2)) if (compute_ntk and out_ntk is None) else out_ntk
     # a kernel of x with itself is symmetric: tiles above the diagonal are mirrored
@@ -340,9 +343,7 @@ def kernel(
             k_shape = (xa.shape[0], xb.shape[0])
             same = _self_pairs(x1, x2, i, j, *k_shape)
             if pair_table is not None:
-                qa, qb = _diag_gram(net, xa), _diag_gram(net, xb)
-                k12 = _consistent_gram(_initial_gram(net, xa, xb), qa, qb, same)
-                R, Th = pair_tables.evaluate(pair_table, qa, qb, k12, same)
+                R, Th = _table_tile(traced_dyn.net, pair_table, xa, xb, same)
             else:
                 init = _initial_state(net, dyn, xa, xb, train_input_layer, same=same)
                 R, Th = _block(traced_dyn, init, *plan, traced_readout)
@@ -361,6 +362,18 @@ def kernel(
     return Kernel(nngp=K, ntk=T if compute_ntk else None, depth=depth,
                   steps=steps if math.isinf(depth) else None, error=error,
                   table_error=table_error)
+
+
+@eqx.filter_jit
+def _tile_gram(net, xa, xb, same):
+    qa, qb = _diag_gram(net, xa), _diag_gram(net, xb)
+    return qa, qb, _consistent_gram(_initial_gram(net, xa, xb), qa, qb, same)
+
+
+def _table_tile(net, pair_table, xa, xb, same):
+    """The outputs of a tile read from its table (the tile's Gram entries in one compiled
+    call: eager operations would compile once per tile shape each)."""
+    return pair_tables.evaluate(pair_table, *_tile_gram(net, xa, xb, same), same)
 
 
 def _table_pairs(n: int, q1: np.ndarray, q2: np.ndarray) -> int:
@@ -468,7 +481,11 @@ def _extreme_pairs(net, x1, x2, q1, q2, max_memory) -> tuple[np.ndarray, np.ndar
         flat = rho.ravel()
         ok = np.flatnonzero(~np.isnan(flat))
         for sign, (vals, ra, ca) in ((1, best_lo), (-1, best_hi)):
-            take = ok[np.argsort(sign * flat[ok])[:m]]
+            vals_ok = sign * flat[ok]
+            # the m extreme ones in linear time (a full sort of N^2 / chunks cost seconds)
+            part = (np.argpartition(vals_ok, m - 1)[:m] if vals_ok.size > m
+                    else np.arange(vals_ok.size))
+            take = ok[part]
             vals = np.concatenate([vals, flat[take]])
             ra = np.concatenate([ra, i + take // rho.shape[1]])
             ca = np.concatenate([ca, take % rho.shape[1]])
