@@ -183,6 +183,8 @@ def main(argv=None):
     p.add_argument("--no-nt", action="store_true", help="deeplimits only")
     p.add_argument("--nt-max-inputs", type=int, default=None,
                    help="skip NT for larger input counts (NT's tanh costs deg^2 per entry)")
+    p.add_argument("--general", action="store_true",
+                   help="also time deeplimits' general path (table=False) at L and depth = inf")
     p.add_argument("--json", default=None, help="write the results here")
     args = p.parse_args(argv)
 
@@ -240,10 +242,13 @@ def main(argv=None):
             runners["nt"] = None
         variants = {"dl_L": dict(depth=L), "dl_inf": dict(depth=math.inf),
                     "dl_inf_small": dict(depth=math.inf, steps=args.steps_small)}
+        if args.general:
+            variants.update(dl_L_general=dict(depth=L, table=False),
+                            dl_inf_general=dict(depth=math.inf, table=False))
         runners.update(variants)
         row = {"case": case, "inputs": n, "sigma_b": spec["sigma_b"], "depth": L,
                "equal_norms": args.equal_norms}
-        first, steady, compile_s, compiles, out = {}, {}, {}, {}, {}
+        first, steady, compile_s, compiles, out, info = {}, {}, {}, {}, {}, {}
 
         def dl_call(kw, net=net, x=x):
             return dl.kernel(net, x, **kw)
@@ -265,6 +270,7 @@ def main(argv=None):
                 s1, c1 = meter.snapshot()
                 compile_s[name], compiles[name] = s1 - s0, c1 - c0
                 out[name] = (k.nngp, k.ntk)
+                info[name] = dict(steps=k.steps, error=k.error, table_error=k.table_error)
             print(f"    {first[name]:.3g} s (compile {compile_s[name]:.3g} s, "
                   f"{compiles[name]} compilations)", flush=True)
         repeats = args.repeats
@@ -300,18 +306,25 @@ def main(argv=None):
         t = time.perf_counter()
         ref = dl.kernel(net, x[:m], depth=math.inf, steps=args.ref_steps)
         ref_s = time.perf_counter() - t
-        for name in ("dl_inf", "dl_inf_small"):
+        for name in [v for v in variants if v.startswith("dl_inf")]:
             errs[f"{name}_vs_ref"] = [scaled_error(out[name][i][:m, :m], r)
                                       for i, r in enumerate((ref.nngp, ref.ntk))]
         # L = 1000 against depth = inf: the O(1/L) gap of the finite network
         errs["dl_L_vs_ref"] = [scaled_error(out["dl_L"][i][:m, :m], r)
                                for i, r in enumerate((ref.nngp, ref.ntk))]
+        if "dl_L_general" in out:  # the table against the general path, every entry
+            errs["dl_L_vs_general"] = [scaled_error(out["dl_L"][i], out["dl_L_general"][i])
+                                       for i in (0, 1)]
+            errs["dl_inf_vs_general"] = [
+                scaled_error(out["dl_inf"][i], out["dl_inf_general"][i]) for i in (0, 1)]
         row.update(first_call_s=first, compile_s=compile_s, compiles=compiles,
                    steady_s=steady, steady_all_s=times, steady_compiles=steady_compiles,
                    repeats=repeats, errors=errs, ref_steps=args.ref_steps, ref_inputs=m,
-                   ref_seconds=ref_s, entries=n * n, steps_small=args.steps_small)
+                   ref_seconds=ref_s, entries=n * n, steps_small=args.steps_small,
+                   kernel_info=info)
         rows.append(row)
-        print(json.dumps({k: row[k] for k in ("steady_s", "errors")}), flush=True)
+        print(json.dumps({k: row[k] for k in ("steady_s", "errors", "kernel_info")}),
+              flush=True)
         if args.json:  # after every row, so that an interrupted run keeps what it measured
             Path(args.json).write_text(json.dumps({"meta": meta, "rows": rows}, indent=1))
     if worker is not None:
@@ -328,25 +341,37 @@ def main(argv=None):
 
 def markdown(rows, args):
     has_nt = any("nt" in r["steady_s"] for r in rows)
+    has_gen = any("dl_L_general" in r["steady_s"] for r in rows)
     head = ["case", "inputs"]
     if has_nt:
         head += [f"NT, L = {args.depth}"]
-    head += [f"deeplimits, L = {args.depth}", "depth = inf, 256 steps",
-             f"depth = inf, {args.steps_small} steps", "first call / compile s (NT; dl L; dl inf)",
-             "dl L vs NT (NNGP, NTK)", "inf 256 err", f"inf {args.steps_small} err"]
+    head += [f"deeplimits, L = {args.depth}", "depth = inf (rtol 1e-9)"]
+    if has_gen:
+        head += ["general path: L; inf"]
+    head += [f"depth = inf, {args.steps_small} steps",
+             "first call / compile s (NT; dl L; dl inf)", "dl L vs NT (NNGP, NTK)",
+             "inf err vs ref", "steps; est. error; table error (L; inf)"]
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * 2 + "---:|" * (len(head) - 2)]
     e2 = lambda v: f"{v[0]:.1e}, {v[1]:.1e}"
+    g = lambda v: "-" if v is None else f"{v:.1e}"
     for r in rows:
-        s, f, c, e = r["steady_s"], r["first_call_s"], r["compile_s"], r["errors"]
+        s, f, c, e, info = (r["steady_s"], r["first_call_s"], r["compile_s"], r["errors"],
+                            r.get("kernel_info", {}))
         nt = s.get("nt")
         ratio = lambda v, nt=nt: f"{fmt(v)} ({nt / v:.2f}x)" if nt else fmt(v)
         cells = [f"{r['case']}, sigma_b = {r['sigma_b']}", str(r["inputs"])]
         if has_nt:
             cells.append(fmt(nt))
-        cells += [ratio(s["dl_L"]), ratio(s["dl_inf"]), ratio(s["dl_inf_small"])]
+        cells += [ratio(s["dl_L"]), ratio(s["dl_inf"])]
+        if has_gen:
+            cells.append(f"{fmt(s.get('dl_L_general'))}; {fmt(s.get('dl_inf_general'))}")
+        cells.append(ratio(s["dl_inf_small"]))
         fc = "; ".join(f"{fmt(f[k])} / {fmt(c[k])}" for k in ("nt", "dl_L", "dl_inf") if k in f)
+        inf = info.get("dl_inf", {})
         cells += [fc, e2(e["dl_L_vs_nt"]) if "dl_L_vs_nt" in e else "",
-                  e2(e["dl_inf_vs_ref"]), e2(e["dl_inf_small_vs_ref"])]
+                  e2(e["dl_inf_vs_ref"]),
+                  f"{inf.get('steps')}; {g(inf.get('error'))}; "
+                  f"{g(info.get('dl_L', {}).get('table_error'))}; {g(inf.get('table_error'))}"]
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines)
 

@@ -211,3 +211,37 @@ def test_non_finite_variances_propagate():
     for k11 in (math.nan, math.inf):
         assert math.isnan(float(tanh.dual(k11, 1.0, 0.5)))
         assert math.isnan(float(tanh.dual_deriv(k11, 1.0, 0.5)))
+
+
+def test_erf_duals_have_no_cancellation_at_huge_variances():
+    """Issue 17: ``(1 + 2 k11)(1 + 2 k22) - 4 k12^2`` cancelled to 0 or below at variances
+    ~1e16 (inputs of norm 1e8), so V_phi' was inf/NaN. Against 50-digit arithmetic of the
+    product form, at ordinary and huge variances, on and off the diagonal; and the joint
+    ``duals`` equal the separate closed forms."""
+    mpmath = pytest.importorskip("mpmath")
+    erf = get_activation("erf")
+    mpmath.mp.dps = 50
+
+    def exact(k11, k22, k12):
+        a, b, c = (mpmath.mpf(float(v)) for v in (k11, k22, k12))
+        disc = (1 + 2 * a) * (1 + 2 * b) - 4 * c * c
+        return (float(2 / mpmath.pi * mpmath.asin(2 * c / mpmath.sqrt((1 + 2 * a) * (1 + 2 * b)))),
+                float(4 / mpmath.pi / mpmath.sqrt(disc)))
+
+    for v1, v2 in ((0.7, 1.9), (1e8, 3e8), (1e16, 2.5e16), (1e16, 1e16)):
+        for rho in (1.0, 0.6, -0.999, 0.0):
+            k12 = rho * math.sqrt(v1 * v2)
+            if rho == 1.0:
+                if v1 != v2:
+                    continue
+                k12 = v1  # a diagonal pair, exactly
+            V, dV = exact(v1, v2, k12)
+            got_v, got_dv = (float(f(v1, v2, k12)) for f in (erf.dual, erf.dual_deriv))
+            assert np.isfinite(got_dv)
+            assert got_v == pytest.approx(V, rel=1e-13, abs=1e-15)
+            # the input k12 itself carries a rounding error of 1 ulp, which moves V' by
+            # (1 / 2) eps (4 k12^2 / disc) relative: the conditioning, not the formula
+            cond = 0.0 if rho == 1.0 else 1 / (1 - rho * rho)  # 4 k12^2 / disc, at most
+            assert got_dv == pytest.approx(dV, rel=max(1e-13, 4e-16 * cond))
+            both = erf.duals(v1, v2, k12)
+            assert (float(both[0]), float(both[1])) == (got_v, got_dv)

@@ -408,3 +408,18 @@ def test_gp_regressor_recovers_sigma_w_from_prior_samples():
     assert abs(fitted.sigma_w / 1.6 - 1) < 0.1
     assert abs(fitted.sigma_b / 0.4 - 1) < 0.5
     assert abs(gp.kernel_.k2.noise_level / 1e-2 - 1) < 0.3
+
+
+@pytest.mark.parametrize("y", [np.array(["1.0", "2.0", "3.0"]), np.array(["a", "b", "c"]),
+                               np.array([1.0, "x", 2.0], dtype=object),
+                               np.array([1 + 1j, 2, 3])])
+def test_regressor_refuses_non_numeric_targets_before_kernel_work(y, monkeypatch):
+    """Issue 17: string targets must be refused naming ``y``, before any kernel."""
+    from deeplimits.wide import estimators
+
+    def no_kernel(*args, **kwargs):
+        raise AssertionError("kernel work started")
+
+    monkeypatch.setattr(estimators, "_kernel", no_kernel)
+    with pytest.raises(TypeError, match="y must hold real numbers"):
+        ResNetKernelRegressor().fit(np.eye(3), y)

@@ -154,7 +154,46 @@ def test_equal_norm_table_tanh(post):
     _check_table("tanh", post, 2)
 
 
-def test_table_true_needs_equal_norms():
+def test_table_true_needs_positive_variances():
     x = np.random.default_rng(0).standard_normal((4, 4))
-    with pytest.raises(ValueError, match="same initial variance"):
+    x[0] = 0.0  # variance 0 behind an input layer without bias: no log-variance axis
+    with pytest.raises(ValueError, match="positive initial variance"):
         dl.kernel(_net("erf"), x, depth=3, table=True)
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+@pytest.mark.parametrize("act,post", [("erf", False), ("relu", True), ("relu", False)])
+def test_unequal_norm_table_meets_rtol_and_reports_its_error(act, post, seed):
+    """The 3-D table in (log d1, log d2, theta) against the general path at the same depth
+    or steps, diagonal included, both readouts: within the default rtol (1e-9, relative
+    to the largest entry), and its reported ``table_error`` (measured on the pilot pairs)
+    is the achieved error to within 10x. ReLU with sigma_b > 0 is the hard case: pairs at
+    correlation 1 with unequal variances leave it along a cone (pair_tables.py)."""
+    x = np.random.default_rng(seed).standard_normal((20, 4))
+    net = _net(act, post=post).replace(depth=10)
+    for depth, kw in ((10, {}), (math.inf, {"steps": 16})):
+        a = dl.kernel(net, x, depth=depth, table=False, **kw)
+        b = dl.kernel(net, x, depth=depth, table=True, **kw)
+        assert a.table_error is None
+        achieved = 0.0
+        for name in ("nngp", "ntk"):
+            A, B = getattr(a, name), getattr(b, name)
+            scale = np.abs(A).max()
+            assert np.abs(np.diag(A) - np.diag(B)).max() <= DEFAULT_RTOL * scale
+            achieved = max(achieved, np.abs(A - B).max() / scale)
+        assert achieved <= DEFAULT_RTOL
+        assert achieved / 10 <= b.table_error <= 10 * achieved + 1e-14, (achieved, b.table_error)
+
+
+def test_unequal_norm_table_rectangular_and_auto_choice():
+    """Rows and columns with their own variance ranges; ``table="auto"`` takes the 3-D table
+    only when the kernel has at least twice its node pairs, and reports its error."""
+    rng = np.random.default_rng(4)
+    x1, x2 = rng.standard_normal((7, 4)), 2 * rng.standard_normal((5, 4))
+    net = _net("erf").replace(depth=6)
+    a = dl.kernel(net, x1, x2, table=False)
+    b = dl.kernel(net, x1, x2, table=True)
+    scale = np.abs(a.ntk).max()
+    assert np.abs(a.ntk - b.ntk).max() <= DEFAULT_RTOL * scale
+    assert np.abs(a.nngp - b.nngp).max() <= DEFAULT_RTOL * np.abs(a.nngp).max()
+    assert dl.kernel(net, x1, x2).table_error is None  # 35 pairs: the general path

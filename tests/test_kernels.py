@@ -113,13 +113,14 @@ def test_forward_h_equals_backward_p(form, readout):
                     readout=dl.Readout(sigma_v=1.1, post_activation=readout))
     x = X[:2]
     theta = dl.kernel(net, x, depth=math.inf, train_input_layer=False).ntk[0, 1]
-    dyn = K._DYNAMICS[form](net)
+    block = net.block
     k0 = np.asarray(K._initial_gram(net, x, x))
 
     def rates(y):
-        F, G, r = dyn.rates(jnp.asarray(y[0]), jnp.asarray(y[1]), jnp.asarray(y[2]))
-        F1 = dyn.rates(jnp.asarray(y[0]), jnp.asarray(y[0]), jnp.asarray(y[0]))[0]
-        F2 = dyn.rates(jnp.asarray(y[1]), jnp.asarray(y[1]), jnp.asarray(y[1]))[0]
+        d1, d2, k = (jnp.asarray(v) for v in y)
+        F, G, r = block.kernel_rates(net, d1, d2, k)
+        F1 = block.kernel_rates(net, d1, d1, d1)[0]
+        F2 = block.kernel_rates(net, d2, d2, d2)[0]
         return np.array([F1, F2, F]), float(G), float(r)
 
     fwd = integrate.solve_ivp(lambda t, y: rates(y)[0], (0, 1), [k0[0, 0], k0[1, 1], k0[0, 1]],

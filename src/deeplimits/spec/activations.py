@@ -285,13 +285,29 @@ def _identity_dual_deriv(k11, k22, k12):
     return jnp.ones_like(k12 + k11 + k22)
 
 
+def _erf_discriminant(k11, k22, k12):
+    """``(1 + 2 k11)(1 + 2 k22) - 4 k12^2`` as ``1 + 2 (k11 + k22) + 4 det`` with
+    ``det = k11 k22 - k12^2`` clipped at 0: a sum of non-negative terms, so it keeps its
+    relative accuracy where the product form cancels (variances ~1e16: inputs of norm 1e8
+    gave 0 or a negative number, and a non-finite NTK)."""
+    det = jnp.maximum(k11 * k22 - k12 * k12, 0.0)
+    return 1 + 2 * (k11 + k22) + 4 * det
+
+
 def _erf_dual(k11, k22, k12):
-    a = (1 + 2 * k11) * (1 + 2 * k22)
-    return (2 / jnp.pi) * jnp.arcsin(jnp.clip(2 * k12 / jnp.sqrt(a), -1.0, 1.0))
+    # arcsin(2 k12 / sqrt((1 + 2 k11)(1 + 2 k22))) = atan2(2 k12, sqrt(discriminant)),
+    # which stays accurate at correlation +-1 (arcsin's argument rounds there)
+    return (2 / jnp.pi) * jnp.arctan2(2 * k12, jnp.sqrt(_erf_discriminant(k11, k22, k12)))
 
 
 def _erf_dual_deriv(k11, k22, k12):
-    return (4 / jnp.pi) / jnp.sqrt((1 + 2 * k11) * (1 + 2 * k22) - 4 * k12**2)
+    return (4 / jnp.pi) / jnp.sqrt(_erf_discriminant(k11, k22, k12))
+
+
+def _erf_duals(k11, k22, k12):
+    """``(V, V')`` of erf sharing one square root per pair."""
+    root = jnp.sqrt(_erf_discriminant(k11, k22, k12))
+    return (2 / jnp.pi) * jnp.arctan2(2 * k12, root), (4 / jnp.pi) / root
 
 
 def _homogeneous_parts(fn) -> tuple[float, float]:
@@ -311,6 +327,8 @@ class Activation(eqx.Module):
         smooth: whether phi is C^2 at 0 (ReLU-like kinks are not); form B needs it.
         homogeneous: whether phi(a x) = a phi(x) for a > 0 (ReLU, |x|, identity, leaky
             ReLU): kernels then depend on a pair of inputs only through its norms and angle.
+        closed_duals: optional ``(k11, k22, k12) -> (V_phi, V_phi')`` sharing the pair's
+            transcendentals (used by :meth:`duals`); must agree with the two closed forms.
     """
 
     name: str
@@ -319,6 +337,7 @@ class Activation(eqx.Module):
     closed_dual_deriv: DualFn | None = None
     smooth: bool = True
     homogeneous: bool = False
+    closed_duals: Callable | None = None
 
     def __call__(self, x: jax.Array) -> jax.Array:
         return self.fn(x)
@@ -375,8 +394,8 @@ class Activation(eqx.Module):
         """``(V_phi, V_phi')`` together: one shared evaluation of the pair's correlation and
         transcendental where the closed form allows it (ReLU: one ``arccos`` per pair
         instead of two and no ``sin``/``cos``), else :meth:`dual` and :meth:`dual_deriv`."""
-        if self.closed_dual is _relu_dual and self.closed_dual_deriv is _relu_dual_deriv:
-            return _relu_duals(*_as_float(k11, k22, k12))
+        if self.closed_duals is not None:
+            return self.closed_duals(*_as_float(k11, k22, k12))
         return self.dual(k11, k22, k12), self.dual_deriv(k11, k22, k12)
 
     def dual_deriv(self, k11, k22, k12, *, nodes: int | None = None) -> jax.Array:
@@ -461,12 +480,12 @@ def register_activation(activation: Activation, *, overwrite: bool = False) -> A
 
 for _act in (
     Activation("relu", jax.nn.relu, _relu_dual, _relu_dual_deriv, smooth=False,
-               homogeneous=True),
+               homogeneous=True, closed_duals=_relu_duals),
     Activation("abs", jnp.abs, _abs_dual, _abs_dual_deriv, smooth=False, homogeneous=True),
     Activation("identity", lambda x: x, _identity_dual, _identity_dual_deriv,
                homogeneous=True),
     Activation("tanh", jnp.tanh),
-    Activation("erf", _erf, _erf_dual, _erf_dual_deriv),
+    Activation("erf", _erf, _erf_dual, _erf_dual_deriv, closed_duals=_erf_duals),
     Activation("gelu", _gelu),
     Activation("swish", _swish),
     Activation("softplus_shifted", _softplus_shifted),

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import abc
 import functools
+import math
 from typing import TYPE_CHECKING
 
 import equinox as eqx
@@ -130,6 +131,44 @@ def _pairwise_gram(X, Y=None):
     return X @ (X if Y is None else Y).T
 
 
+class _CovarianceKernel:
+    """Wide-limit pair dynamics of forms A and C (``kernels.md`` §4), a mixin of their blocks.
+
+    The state of a tile of pairs is ``(d1, d2, k, h)``: the per-input diagonals ``(B1,)``,
+    ``(B2,)``, the cross covariance ``k`` and the NTK accumulator ``h`` ``(B1, B2)``, with
+    ``dK/dt = F(K)`` and ``dH/dt = G(K) + r(K) H`` for rates ``(F, G, r) =
+    kernel_rates(net, d1, d2, k)``; the finite-depth layer map is an explicit Euler step.
+    """
+
+    kernel_post_activation = True
+    tabulable_kernel = True
+
+    @abc.abstractmethod
+    def kernel_rates(self, net: ResNet, d1, d2, k):
+        """``(F, G, r)`` for covariance entries (broadcast)."""
+
+    def kernel_homogeneous(self, net: ResNet) -> bool:
+        return net.activation.homogeneous and net.sigma_b == 0
+
+    def kernel_init(self, net: ResNet, k11, k22, k12, h0, mean1=None, mean2=None):
+        return (k11, k22, k12, h0)
+
+    def kernel_field(self, net: ResNet, state):
+        d1, d2, k, h = state
+        F1 = self.kernel_rates(net, d1, d1, d1)[0]
+        F2 = self.kernel_rates(net, d2, d2, d2)[0]
+        F, G, r = self.kernel_rates(net, d1[:, None], d2[None, :], k)
+        return (F1, F2, F, G + r * h)
+
+    def kernel_outputs(self, net: ResNet, state, post_activation: bool):
+        d1, d2, k, h = state
+        if post_activation:
+            R, dR = net.activation.duals(d1[:, None], d2[None, :], k)
+        else:
+            R, dR = k, 1.0
+        return R, R + dR * h
+
+
 class Block(abc.ABC):
     """One residual block form. Stateless: all numbers live on the network.
 
@@ -141,6 +180,64 @@ class Block(abc.ABC):
 
     def check(self, net: ResNet) -> None:
         """Raise ``ValueError`` if the form does not apply to ``net``."""
+
+    # == wide limit and empirical NTK (wide/kernels.py, wide/empirical.py) ================
+    # The pair dynamics of the infinitely wide network: ``kernel_init`` builds the state of
+    # a tile of pairs, ``kernel_field`` is its depth ODE, ``kernel_layer`` one layer of the
+    # finite-depth wide network, ``kernel_outputs`` gives ``(R(K_T), R + R'(K_T) H_T)``.
+    kernel_post_activation: bool = False  # the post-activation readout has a wide kernel
+    tabulable_kernel: bool = False  # a pair's flow depends on its variances and correlation
+    kernel_needs_input_layer: bool = False  # the states are Gaussian only behind one
+    conv_kernel: bool = False  # the conv network of this form has a wide-channel kernel
+
+    def kernel_homogeneous(self, net: ResNet) -> bool:
+        """Whether the pair dynamics are positively homogeneous (angle reduction)."""
+        return False
+
+    def kernel_init(self, net: ResNet, k11, k22, k12, h0, mean1=None, mean2=None):
+        """Initial pair state from the input Gram entries (and coordinate means)."""
+        raise ValueError(f"form {self.name} has no wide-limit kernel")
+
+    def kernel_field(self, net: ResNet, state):
+        """Right-hand side of the depth ODE of the pair state."""
+        raise ValueError(f"form {self.name} has no wide-limit kernel")
+
+    def kernel_layer(self, net: ResNet, state, dt):
+        """One layer of the finite-depth wide network (default: an explicit Euler step)."""
+        return jax.tree.map(lambda s, f: s + dt * f, state, self.kernel_field(net, state))
+
+    def kernel_outputs(self, net: ResNet, state, post_activation: bool):
+        """``(R(K_T), R(K_T) + R'(K_T) H_T)`` for every pair."""
+        raise ValueError(f"form {self.name} has no wide-limit kernel")
+
+    # Standard variables of one block (NTK parametrisation, wide/empirical.py): the block's
+    # parameters are ``standard_layer(net, *standard_draw(net, key, draw))``.
+    def standard_draw(self, net: ResNet, key, draw):
+        """``(E, eps, E2)``: one block's standard variables (``E2`` ``None`` without an outer
+        weight); ``draw(key, shape)`` draws standardised noise."""
+        n = net.width
+        kw, kb = jax.random.split(key)
+        return draw(kw, (n, n)), draw(kb, (n,)), None
+
+    def standard_scales(self, net: ResNet) -> tuple[float, float, float | None]:
+        """``(c_W, c_b, c_U)``: the factors by which the standard variables enter a block."""
+        dt = net.param_dt
+        return net.s_w * math.sqrt(dt), net.sigma_b * math.sqrt(dt), None
+
+    def standard_layer(self, net: ResNet, E, eps, E2) -> LayerParams:
+        """The dense block parameters of standard variables ``(E, eps, E2)``."""
+        cW, cb, _ = self.standard_scales(net)
+        W, b = cW * E, cb * eps
+        dt = net.param_dt
+        if net.M is not None:
+            W = W + dt * jnp.asarray(net.M, W.dtype)
+        return LayerParams(W=W, b=b + dt * jnp.asarray(net.mu_b, W.dtype))
+
+    def ntk_features(self, net: ResNet, p: LayerParams, X):
+        """``(z, post)``: what ``E_l`` multiplies in the block (``df/dE_l = c_W g z^T``)
+        and what ``E2_l`` multiplies (``None`` without an outer weight)."""
+        raise NotImplementedError
+    # == end wide limit ===================================================================
 
     # -- dense layer ---------------------------------------------------------------------
     @abc.abstractmethod
@@ -253,7 +350,7 @@ class _AffineNoise(Block):
         return net.sigma_b * dB["b"] + net.s_w * H @ dB["W"].T
 
 
-class FormA(_AffineNoise):
+class FormA(_CovarianceKernel, _AffineNoise):
     """``x_l = x_{l-1} + b_l + W_l phi(x_{l-1})``.
 
     Limit: ``dX = (mu_b + M phi(X)) dt + sigma_b dB^b + s_w dB^W phi(X)``; with Gaussian
@@ -261,6 +358,20 @@ class FormA(_AffineNoise):
     """
 
     name = "A"
+
+    # == wide limit (see Block) ===========================================================
+    kernel_needs_input_layer = True
+    conv_kernel = True
+
+    def kernel_rates(self, net, d1, d2, k):
+        """``F = sigma_b^2 + sigma_w^2 V_phi(K)``, ``G = F``, ``r = sigma_w^2 V_phi'(K)``."""
+        V, dV = net.activation.duals(d1, d2, k)
+        F = net.sigma_b**2 + net.sigma_w**2 * V
+        return F, F, net.sigma_w**2 * dV
+
+    def ntk_features(self, net, p, X):
+        return net.activation(X), None
+    # == end wide limit ===================================================================
 
     def apply(self, net, p, X):
         return X + p.b + net.activation(X) @ p.W.T
@@ -311,6 +422,53 @@ class FormB(_AffineNoise):
     def check(self, net):
         check_shallow_activation(net.activation, self.name)
 
+    # == wide limit (see Block) ===========================================================
+    def _kernel_s(self, net, q):
+        return net.sigma_b**2 + net.sigma_w**2 * q
+
+    def kernel_init(self, net, k11, k22, k12, h0, mean1=None, mean2=None):
+        """State ``(m1, q1, m2, q2, c, h)``: coordinate means, second moments, cross term
+        and NTK accumulator (``kernels.md`` §4.3)."""
+        return (mean1, k11, mean2, k22, k12, h0)
+
+    def kernel_field(self, net, state):
+        """With ``s(q) = sigma_b^2 + sigma_w^2 q`` (§4.3): ``m' = p2/2 s(q)``,
+        ``q' = p1^2 s(q) + p2 s(q) m``, ``c' = p1^2 (sigma_b^2 + sigma_w^2 c)
+        + p2/2 [s(q') m + s(q) m']``, ``h' = p1^2 (sigma_b^2 + sigma_w^2 c)
+        + p1^2 sigma_w^2 h``."""
+        m1, q1, m2, q2, c, h = state
+        act = net.activation
+        p1, p2 = act.p1, act.p2
+        s1, s2 = self._kernel_s(net, q1), self._kernel_s(net, q2)
+        lin = net.sigma_b**2 + net.sigma_w**2 * c
+        dc = p1**2 * lin + 0.5 * p2 * (s2[None, :] * m1[:, None] + s1[:, None] * m2[None, :])
+        return (0.5 * p2 * s1, p1**2 * s1 + p2 * s1 * m1, 0.5 * p2 * s2,
+                p1**2 * s2 + p2 * s2 * m2, dc, p1**2 * lin + p1**2 * net.sigma_w**2 * h)
+
+    def kernel_layer(self, net, state, dt):
+        # exact width-first layer map (§5): z ~ N(0, dt [[s(q), s_c], [s_c, s(q')]])
+        m1, q1, m2, q2, c, h = state
+        act = net.activation
+        v1, v2 = dt * self._kernel_s(net, q1), dt * self._kernel_s(net, q2)
+        vc = dt * (net.sigma_b**2 + net.sigma_w**2 * c)
+        nu1, nu2 = act.mean(v1), act.mean(v2)
+        cross = act.dual(v1[:, None], v2[None, :], vc)
+        dderiv = act.dual_deriv(v1[:, None], v2[None, :], vc)
+        return (m1 + nu1, q1 + 2 * m1 * nu1 + act.second_moment(v1),
+                m2 + nu2, q2 + 2 * m2 * nu2 + act.second_moment(v2),
+                c + m1[:, None] * nu2[None, :] + m2[None, :] * nu1[:, None] + cross,
+                (1 + net.sigma_w**2 * dt * dderiv) * h + dderiv * vc)
+
+    def kernel_outputs(self, net, state, post_activation):
+        if post_activation:
+            raise ValueError("form B kernels support the state readout only")
+        c, h = state[4], state[5]
+        return c, c + h
+
+    def ntk_features(self, net, p, X):
+        return X, None
+    # == end wide limit ===================================================================
+
     def apply(self, net, p, X):
         return X + net.activation(p.b + X @ p.W.T)
 
@@ -357,7 +515,7 @@ class FormB(_AffineNoise):
                 s_b**2 * h_sq)
 
 
-class FormC(Block):
+class FormC(_CovarianceKernel, Block):
     """Two-layer block ``x_l = x_{l-1} + sqrt(dt) (sigma_u / sqrt(n)) U_l phi(u_l)``,
     ``u_l = (sigma_w / sqrt(n)) W_l x_{l-1} + sigma_b b_l``, inner parameters unshrunk.
 
@@ -370,6 +528,33 @@ class FormC(Block):
     def check(self, net):
         if net.M is not None or jnp.any(jnp.asarray(net.mu_b) != 0):
             raise ValueError("form C has no mean parameters: leave M=None and mu_b=0")
+
+    # == wide limit (see Block) ===========================================================
+    def kernel_rates(self, net, d1, d2, k):
+        """Inner ``A = sigma_b^2 + sigma_w^2 K``: ``F = sigma_u^2 V_phi(A)``,
+        ``G = sigma_u^2 [V_phi(A) + A V_phi'(A)]``, ``r = sigma_u^2 sigma_w^2 V_phi'(A)``."""
+        inner = [net.sigma_b**2 + net.sigma_w**2 * v for v in (d1, d2, k)]
+        V, dV = net.activation.duals(*inner)
+        return (net.sigma_u**2 * V, net.sigma_u**2 * (V + inner[2] * dV),
+                net.sigma_u**2 * net.sigma_w**2 * dV)
+
+    def standard_draw(self, net, key, draw):
+        n = net.width
+        kw, kb, ku = jax.random.split(key, 3)
+        return draw(kw, (n, n)), draw(kb, (n,)), draw(ku, (n, n))
+
+    def standard_scales(self, net):
+        n = net.width
+        return (net.sigma_w / math.sqrt(n), net.sigma_b,
+                math.sqrt(net.param_dt) * net.sigma_u / math.sqrt(n))
+
+    def standard_layer(self, net, E, eps, E2):
+        cW, cb, cU = self.standard_scales(net)
+        return LayerParams(W=cW * E, b=cb * eps, U=cU * E2)
+
+    def ntk_features(self, net, p, X):
+        return X, net.activation(X @ p.W.T + p.b)
+    # == end wide limit ===================================================================
 
     def _inner_gram(self, net, X):
         return net.sigma_b**2 + net.sigma_w**2 * _pairwise_gram(X) / net.width

@@ -13,6 +13,7 @@ import numpy as np
 from deeplimits._core.progress import progress_callback
 from deeplimits._core.tracing import traced_floats
 from deeplimits._core.validation import check_samples
+from deeplimits.spec.blocks import get_block
 from deeplimits.spec.conv import ConvResNet, patches
 from deeplimits.wide.depth_flow import (
     DEFAULT_RTOL,
@@ -114,8 +115,9 @@ def _initial_state(net: ConvResNet, full: bool, img1, img2, train_input: bool):
 
 
 def _check_kernel_net(net: ConvResNet) -> None:
-    if net.form != "A":
-        raise ValueError("conv kernels are specified for form A only (conv.md §3-§4)")
+    if not get_block(net.form).conv_kernel:
+        raise ValueError(f"conv kernels are specified for form A only, got form {net.form} "
+                         "(conv.md §3-§4)")
     if net.in_channels is None:
         raise ValueError("conv kernels need an input layer (in_channels): without one the "
                          "channels of x_0 are not i.i.d. Gaussian")

@@ -25,7 +25,7 @@ import jax.numpy as jnp
 import numpy as np
 
 __all__ = ["Kernel", "flow", "rk4_step", "step_plan", "choose_steps", "DEFAULT_RTOL",
-           "MAX_STEPS", "pilot_indices"]
+           "MAX_STEPS", "pilot_indices", "relative_difference"]
 
 DEFAULT_RTOL = 1e-9
 """The one default accuracy of every infinite-depth kernel entry point: the RK4 step count
@@ -55,6 +55,10 @@ class Kernel:
             relative to the largest entry of each (the larger of the two): the Richardson
             estimate of :func:`choose_steps` on its pilot pairs; ``None`` at finite depth,
             where the recursion is exact up to rounding.
+        table_error: when the kernel was evaluated from a Chebyshev table of pair flows
+            (:mod:`deeplimits.wide.pair_tables`), the measured difference between the table
+            and the general path (same depth and steps) on the pilot pairs, relative to the
+            largest entry (larger of NNGP and NTK); ``None`` when no table was used.
     """
 
     nngp: np.ndarray
@@ -62,6 +66,7 @@ class Kernel:
     depth: float
     steps: int | None = None
     error: float | None = None
+    table_error: float | None = None
 
 
 _RK4_NODES = np.array([0.0, 0.5, 0.5, 1.0])
@@ -116,7 +121,7 @@ def pilot_indices(values: np.ndarray, rows: int = 16) -> np.ndarray:
     return idx[:rows]
 
 
-def _relative_difference(a, b) -> float:
+def relative_difference(a, b) -> float:
     """``max |a - b| / max |b|`` over every array of the tuples (largest over arrays)."""
     worst = 0.0
     for u, v in zip(a, b, strict=True):
@@ -141,14 +146,14 @@ def choose_steps(pilot: Callable[[int], tuple], rtol: float, steps: int | None =
     ``rtol / 2``. Errors are relative to the largest entry of each output.
     """
     if steps is not None:
-        return int(steps), 16 / 15 * _relative_difference(pilot(steps), pilot(2 * steps))
+        return int(steps), 16 / 15 * relative_difference(pilot(steps), pilot(2 * steps))
     if not (isinstance(rtol, numbers.Real) and rtol > 0 and math.isfinite(rtol)):
         raise ValueError(f"rtol must be a finite number > 0, got {rtol!r}")
     target = _SAFETY * rtol
     n, y_n = _FIRST_STEPS, pilot(_FIRST_STEPS)
     while True:
         y_2n = pilot(2 * n)
-        err = 16 / 15 * _relative_difference(y_n, y_2n)
+        err = 16 / 15 * relative_difference(y_n, y_2n)
         if err <= target:
             break
         if 2 * n > MAX_STEPS:
@@ -159,7 +164,7 @@ def choose_steps(pilot: Callable[[int], tuple], rtol: float, steps: int | None =
     best = max(n // 2 + 1, math.ceil(n * (err / target) ** 0.25 * 1.05)) if err > 0 else n
     best = max(1, min(n, best))
     if best < n:
-        err_best = 16 / 15 * _relative_difference(pilot(best), pilot(2 * best))
+        err_best = 16 / 15 * relative_difference(pilot(best), pilot(2 * best))
         if err_best <= target:
             return best, err_best
     return n, err

@@ -155,8 +155,8 @@ class StandardParams(eqx.Module):
 
 
 def _check_net(net: ResNet) -> None:
-    if net.form == "C" and net.M is not None:
-        raise ValueError("form C has no mean parameters")
+    # the form's own conditions, again: a network edited after construction is refused too
+    net.block.check(net)
 
 
 def _sampler(net: ResNet, dtype, draw_dtype):
@@ -164,13 +164,8 @@ def _sampler(net: ResNet, dtype, draw_dtype):
 
 
 def _draw_layer(net: ResNet, key, dtype, draw_dtype):
-    """One block's standard variables, with the key splits of ``Block.draw``."""
-    n, draw = net.width, _sampler(net, dtype, draw_dtype)
-    if net.form == "C":
-        kw, kb, ku = jax.random.split(key, 3)
-        return draw(kw, (n, n)), draw(kb, (n,)), draw(ku, (n, n))
-    kw, kb = jax.random.split(key)
-    return draw(kw, (n, n)), draw(kb, (n,)), None
+    """One block's standard variables ``(E, eps, E2)`` (``Block.standard_draw``)."""
+    return net.block.standard_draw(net, key, _sampler(net, dtype, draw_dtype))
 
 
 def _layer_keys(net: ResNet, key):
@@ -206,23 +201,11 @@ def standard_params(net: ResNet, key: jax.Array, dtype=jnp.float64,
 
 def _scales(net: ResNet) -> tuple[float, float, float | None]:
     """``(c_W, c_b, c_U)``: the factors by which the standard variables enter a block."""
-    dt = net.param_dt
-    if net.form == "C":
-        n = net.width
-        return (net.sigma_w / math.sqrt(n), net.sigma_b,
-                math.sqrt(dt) * net.sigma_u / math.sqrt(n))
-    return net.s_w * math.sqrt(dt), net.sigma_b * math.sqrt(dt), None
+    return net.block.standard_scales(net)
 
 
 def _layer_params(net: ResNet, E, eps, E2) -> LayerParams:
-    cW, cb, cU = _scales(net)
-    W, b = cW * E, cb * eps
-    if net.form == "C":
-        return LayerParams(W=W, b=b, U=cU * E2)
-    dt = net.param_dt
-    if net.M is not None:
-        W = W + dt * jnp.asarray(net.M, W.dtype)
-    return LayerParams(W=W, b=b + dt * jnp.asarray(net.mu_b, W.dtype))
+    return net.block.standard_layer(net, E, eps, E2)
 
 
 def scaled_params(net: ResNet, params: StandardParams) -> ResNetParams:
@@ -271,9 +254,8 @@ def _ntk_parts(net: ResNet, x, outer, layers, lazy: bool, train_input: bool, dra
         p = _layer_params(net, E, eps, E2)
         p = LayerParams(W=p.W, b=p.b + bump_b, U=p.U)  # per-input bias: (k, n)
         Y = net.block.apply(net, p, X) + bump_x
-        # what E_l multiplies, and for form C what E2_l multiplies
-        z = act(X) if net.form == "A" else X
-        post = act(X @ p.W.T + p.b) if net.form == "C" else None
+        # what E_l multiplies, and what an outer weight E2_l multiplies (or None)
+        z, post = net.block.ntk_features(net, p, X)
         return Y, (z, post)
 
     if lazy:  # regenerate each layer's weights in the backward pass instead of storing them
@@ -296,7 +278,7 @@ def _ntk_parts(net: ResNet, x, outer, layers, lazy: bool, train_input: bool, dra
         "blocks.E": cW**2 * jnp.sum(_gram(h) * _gram(z), 0),
         "blocks.eps": cb**2 * jnp.sum(_gram(h), 0),
     }
-    if net.form == "C":
+    if cU is not None:
         parts["blocks.E2"] = cU**2 * jnp.sum(_gram(g) * _gram(post), 0)
     if net.input_layer is not None and train_input:
         layer = net.input_layer

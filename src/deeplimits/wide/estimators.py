@@ -26,6 +26,7 @@ from sklearn.gaussian_process.kernels import Hyperparameter
 from sklearn.gaussian_process.kernels import Kernel as _SkKernel
 from sklearn.utils.validation import check_is_fitted, validate_data
 
+from deeplimits.spec.blocks import get_block
 from deeplimits.spec.networks import InputLayer, Readout, ResNet
 from deeplimits.wide import inference
 from deeplimits.wide.depth_flow import DEFAULT_RTOL
@@ -61,6 +62,21 @@ def _check_depth(depth):
     raise ValueError(f"depth must be a positive integer or math.inf, got {depth!r}")
 
 
+def _check_numeric_targets(y) -> None:
+    """``TypeError`` naming ``y`` unless it holds real numbers (before any kernel work):
+    scikit-learn's ``y_numeric`` converts only object arrays, and NumPy would parse numeric
+    strings ("1.0") as floats or fail with a message that names neither ``y`` nor the rule."""
+    try:
+        arr = np.asarray(y)
+    except (ValueError, TypeError):
+        return  # a ragged y: validate_data names what is wrong with its shape
+    kind = arr.dtype.kind
+    if kind in "USc" or (kind == "O" and not all(isinstance(v, numbers.Real)
+                                                 for v in arr.ravel())):
+        raise TypeError(f"y must hold real numbers (regression targets), got an array of "
+                        f"dtype {arr.dtype}")
+
+
 def resnet_for_kernel(
     n_features: int,
     *,
@@ -83,11 +99,10 @@ def resnet_for_kernel(
     width is the input dimension. ``sigma_w``/``sigma_b`` become 0-d JAX arrays (no recompile
     when they change).
     """
-    if form not in FORMS:
-        raise ValueError(f"form must be one of {FORMS}, got {form!r}")
-    if form == "A" and not input_layer:
-        raise ValueError("form A kernels need an input layer (input_layer=True): without one "
-                         "the states are not Gaussian (kernels.md §7)")
+    block = get_block(form)  # normalises the case; unknown forms raise naming the choices
+    if block.kernel_needs_input_layer and not input_layer:
+        raise ValueError(f"form {block.name} kernels need an input layer (input_layer=True): "
+                         "without one the states are not Gaussian (kernels.md §7)")
     sw = _check_positive(sigma_w, "sigma_w")
     sb = _check_positive(sigma_b, "sigma_b")
     layer = None
@@ -97,7 +112,7 @@ def resnet_for_kernel(
     readout = Readout(sigma_v=_check_positive(sigma_v, "sigma_v"),
                       sigma_v0=_check_positive(sigma_v0, "sigma_v0"),
                       post_activation=bool(post_activation))
-    return ResNet(width=1 if input_layer else int(n_features), depth=1, form=form,
+    return ResNet(width=1 if input_layer else int(n_features), depth=1, form=block.name,
                   activation=activation, sigma_w=jnp.asarray(sw, jnp.float64),
                   sigma_b=jnp.asarray(sb, jnp.float64),
                   sigma_u=_check_positive(sigma_u, "sigma_u"),
@@ -370,6 +385,7 @@ class ResNetKernelRegressor(RegressorMixin, BaseEstimator):
     def fit(self, X, y):
         """Compute the training kernel(s) and the gradient-flow solution."""
         self._validate_params()
+        _check_numeric_targets(y)
         X, y = validate_data(self, X, y, multi_output=True, y_numeric=True,
                              dtype=np.float64, ensure_all_finite=True)
         net = self._network(X.shape[1])

@@ -23,41 +23,51 @@ with ``R = id, R' = 1`` for the state readout and ``R = V_phi, R' = V_phi'`` for
 post-activation readout.
 
 Matrices are computed in tiles of at most ``block`` x ``block`` pairs, so memory stays
-bounded; only the diagonals are shared between tiles. When the dynamics are positively
-homogeneous (forms A and C, ``sigma_b = 0`` and a homogeneous activation such as ReLU),
-a pair depends on its inputs only through ``sqrt(d d')`` and the angle ``theta_0`` of
-``K_0``: the dynamics are then solved once on Chebyshev nodes in ``theta_0`` and
-interpolated spectrally (``homogeneous="auto"``). Its stated accuracy, against the general
-path at the same depth or steps and relative to the largest entry, on and off the diagonal
-and for both readouts: ``1e-12`` on the NNGP and ``1e-9`` on the NTK (measured: ~1e-13
-and 1e-10..4e-10; the outputs, not the state, are tabulated, so the post-activation
-readout's ``V_phi'`` is not evaluated at a rounded diagonal correlation). The same table
-serves every activation and ``sigma_b`` when all inputs share one initial variance
-(normalised inputs, ``table="auto"``): a pair's flow then depends on its correlation only;
-stated accuracy ``1e-11`` on the NNGP and ``1e-9`` on the NTK (measured, erf/ReLU/tanh with
-``sigma_b = 0.5``: <= 9e-13 and <= 4e-11). Unequal norms take the general path.
+bounded; only the diagonals are shared between tiles.
+
+Forms A and C have faster paths: a pair's outputs depend on its initial ``(d1, d2,
+theta_0)`` only, so they are read from Chebyshev tables of pair flows
+(:mod:`deeplimits.wide.pair_tables`), solved once on nodes instead of once per pair:
+
+* ``homogeneous="auto"``: positively homogeneous dynamics (``sigma_b = 0``, ReLU-like
+  phi) depend on ``sqrt(d d')`` and ``theta_0`` only (exact angle reduction): a 1-D table
+  in ``theta_0``;
+* ``table="auto"`` with one initial variance shared by every input (normalised inputs): a
+  1-D table in ``theta_0`` at that variance, any activation and ``sigma_b``;
+* ``table="auto"`` with unequal norms (forms A and C, positive variances, and a kernel of
+  at least twice the table's 17 x 17 x 97 node pairs): a 3-D table in ``(log d1, log d2,
+  theta_0)`` over the inputs' ranges of variances and angles, diagonal pairs from their
+  own series; it is kept only if its difference from the general path on the pilot pairs
+  (extreme and evenly spaced variances, extreme correlations) is within ``rtol``.
+
+Every table is measured against the general path on those pilot pairs, at the same depth
+or steps, and the result reports it (:attr:`Kernel.table_error`). Stated accuracy of the
+1-D tables, relative to the largest entry, on and off the diagonal and for both readouts:
+``1e-12`` (angle reduction) and ``1e-11`` (equal norms) on the NNGP and ``1e-9`` on the
+NTK; of the 3-D table: ``rtol`` (measured erf/ReLU with ``sigma_b = 0.5``: ~1e-12 NNGP,
+1e-11..4e-11 NTK; tests in ``tests/test_kernel_accuracy.py``).
 """
 
 from __future__ import annotations
 
-import abc
 import math
 from collections.abc import Callable
 
 import equinox as eqx
-import jax
 import jax.numpy as jnp
 import numpy as np
 
 from deeplimits._core.progress import progress_callback
 from deeplimits._core.tracing import traced_floats
 from deeplimits.spec.networks import Readout, ResNet
+from deeplimits.wide import pair_tables
 from deeplimits.wide.depth_flow import (
     DEFAULT_RTOL,
     Kernel,
     choose_steps,
     flow,
     pilot_indices,
+    relative_difference,
     step_plan,
 )
 
@@ -66,10 +76,11 @@ __all__ = ["Kernel", "kernel", "kernel_steps", "nngp", "ntk", "DEFAULT_RTOL"]
 
 
 
-_CHEBYSHEV_NODES = 96
+# a 3-D table starts with 16 Chebyshev intervals per log-variance axis and may double once
+_TABLE_VARIANCE_NODES = (16, 32)
 
-
-_CHOP = 1e-11
+# a 3-D table is built only when the kernel has this many times its node pairs
+_TABLE_ADVANTAGE = 2
 
 
 # working memory per pair of a tile: about 24 float64 temporaries (states, RK4 stages)
@@ -80,129 +91,25 @@ DEFAULT_MEMORY = 2**30
 
 
 class _Dynamics(eqx.Module):
-    """Pair dynamics of one form. ``state`` is a tuple of arrays: per-input diagonals of
-    shapes ``(B1,)`` and ``(B2,)`` and cross terms of shape ``(B1, B2)``."""
+    """The pair dynamics of ``net``'s block form (``Block.kernel_*`` of spec/blocks.py) as
+    the ``field`` / ``layer`` object of :func:`flow`. ``state`` is a tuple of arrays:
+    per-input diagonals of shapes ``(B1,)`` and ``(B2,)`` and cross terms ``(B1, B2)``."""
 
     net: ResNet
 
-    @abc.abstractmethod
-    def init(self, k11, k22, k12, h0): ...
+    def init(self, k11, k22, k12, h0, mean1=None, mean2=None):
+        return self.net.block.kernel_init(self.net, k11, k22, k12, h0, mean1, mean2)
 
-    @abc.abstractmethod
-    def field(self, state): ...
+    def field(self, state):
+        return self.net.block.kernel_field(self.net, state)
 
     def layer(self, state, dt):
-        """One layer of the finite-depth wide network (default: an explicit Euler step)."""
-        return jax.tree.map(lambda s, f: s + dt * f, state, self.field(state))
+        """One layer of the finite-depth wide network."""
+        return self.net.block.kernel_layer(self.net, state, dt)
 
-    @abc.abstractmethod
     def outputs(self, state, readout: Readout):
         """``(R(K_T), R(K_T) + R'(K_T) H_T)`` for every pair."""
-
-    @property
-    def homogeneous(self) -> bool:
-        return False
-
-
-class _CovarianceDynamics(_Dynamics):
-    """Forms A and C: state ``(d1, d2, k, h)``."""
-
-    def init(self, k11, k22, k12, h0):
-        return (k11, k22, k12, h0)
-
-    @abc.abstractmethod
-    def rates(self, d1, d2, k):
-        """``(F, G, r)`` for covariance entries."""
-
-    def field(self, state):
-        d1, d2, k, h = state
-        F1 = self.rates(d1, d1, d1)[0]
-        F2 = self.rates(d2, d2, d2)[0]
-        F, G, r = self.rates(d1[:, None], d2[None, :], k)
-        return (F1, F2, F, G + r * h)
-
-    def outputs(self, state, readout):
-        d1, d2, k, h = state
-        if readout.post_activation:
-            act = self.net.activation
-            R, dR = act.duals(d1[:, None], d2[None, :], k)
-        else:
-            R, dR = k, 1.0
-        return R, R + dR * h
-
-    @property
-    def homogeneous(self) -> bool:
-        return self.net.activation.homogeneous and self.net.sigma_b == 0
-
-
-class _FormA(_CovarianceDynamics):
-    """``F = sigma_b^2 + sigma_w^2 V_phi(K)``, ``G = F``, ``r = sigma_w^2 V_phi'(K)``."""
-
-    def rates(self, d1, d2, k):
-        act, n = self.net.activation, self.net
-        V, dV = act.duals(d1, d2, k)
-        F = n.sigma_b**2 + n.sigma_w**2 * V
-        return F, F, n.sigma_w**2 * dV
-
-
-class _FormC(_CovarianceDynamics):
-    """Inner ``A = sigma_b^2 + sigma_w^2 K``: ``F = sigma_u^2 V_phi(A)``,
-    ``G = sigma_u^2 [V_phi(A) + A V_phi'(A)]``, ``r = sigma_u^2 sigma_w^2 V_phi'(A)``."""
-
-    def rates(self, d1, d2, k):
-        act, n = self.net.activation, self.net
-        inner = [n.sigma_b**2 + n.sigma_w**2 * v for v in (d1, d2, k)]
-        V, dV = act.duals(*inner)
-        return (n.sigma_u**2 * V, n.sigma_u**2 * (V + inner[2] * dV),
-                n.sigma_u**2 * n.sigma_w**2 * dV)
-
-
-class _FormB(_Dynamics):
-    """Shallow block: state ``(m1, q1, m2, q2, c, h)`` with ``s(q) = sigma_b^2 + sigma_w^2 q``.
-
-    ODE (§4.3): ``m' = p2/2 s(q)``, ``q' = p1^2 s(q) + p2 s(q) m``,
-    ``c' = p1^2 (sigma_b^2 + sigma_w^2 c) + p2/2 [s(q') m + s(q) m']``,
-    ``h' = p1^2 (sigma_b^2 + sigma_w^2 c) + p1^2 sigma_w^2 h``.
-    """
-
-    def init(self, k11, k22, k12, h0):
-        raise NotImplementedError  # form B starts from (m, q), see _initial_state
-
-    def _s(self, q):
-        return self.net.sigma_b**2 + self.net.sigma_w**2 * q
-
-    def field(self, state):
-        m1, q1, m2, q2, c, h = state
-        act, n = self.net.activation, self.net
-        p1, p2 = act.p1, act.p2
-        s1, s2 = self._s(q1), self._s(q2)
-        lin = n.sigma_b**2 + n.sigma_w**2 * c
-        dc = p1**2 * lin + 0.5 * p2 * (s2[None, :] * m1[:, None] + s1[:, None] * m2[None, :])
-        return (0.5 * p2 * s1, p1**2 * s1 + p2 * s1 * m1, 0.5 * p2 * s2,
-                p1**2 * s2 + p2 * s2 * m2, dc, p1**2 * lin + p1**2 * n.sigma_w**2 * h)
-
-    def layer(self, state, dt):
-        # exact width-first layer map (§5): z ~ N(0, dt [[s(q), s_c], [s_c, s(q')]])
-        m1, q1, m2, q2, c, h = state
-        act, n = self.net.activation, self.net
-        v1, v2 = dt * self._s(q1), dt * self._s(q2)
-        vc = dt * (n.sigma_b**2 + n.sigma_w**2 * c)
-        nu1, nu2 = act.mean(v1), act.mean(v2)
-        cross = act.dual(v1[:, None], v2[None, :], vc)
-        dderiv = act.dual_deriv(v1[:, None], v2[None, :], vc)
-        return (m1 + nu1, q1 + 2 * m1 * nu1 + act.second_moment(v1),
-                m2 + nu2, q2 + 2 * m2 * nu2 + act.second_moment(v2),
-                c + m1[:, None] * nu2[None, :] + m2[None, :] * nu1[:, None] + cross,
-                (1 + n.sigma_w**2 * dt * dderiv) * h + dderiv * vc)
-
-    def outputs(self, state, readout):
-        if readout.post_activation:
-            raise ValueError("form B kernels support the state readout only")
-        c, h = state[4], state[5]
-        return c, c + h
-
-
-_DYNAMICS = {"A": _FormA, "B": _FormB, "C": _FormC}
+        return self.net.block.kernel_outputs(self.net, state, readout.post_activation)
 
 
 @eqx.filter_jit
@@ -229,11 +136,9 @@ def _initial_state(net, dyn, x1, x2, train_input: bool, same=None):
     k12, q1, q2 = _initial_gram(net, x1, x2), _diag_gram(net, x1), _diag_gram(net, x2)
     k12 = _consistent_gram(k12, q1, q2, same)
     h0 = k12 if (train_input and net.input_layer is not None) else jnp.zeros_like(k12)
-    if net.form != "B":
-        return dyn.init(q1, q2, k12, h0)
-    # form B also tracks coordinate means: zero behind an input layer, else those of x
+    # coordinate means (form B tracks them): zero behind an input layer, else those of x
     mean = lambda x: jnp.zeros(x.shape[0]) if net.input_layer is not None else x.mean(1)
-    return (mean(x1), q1, mean(x2), q2, k12, h0)
+    return dyn.init(q1, q2, k12, h0, mean(x1), mean(x2))
 
 
 def _consistent_gram(k12, q1, q2, same):
@@ -260,41 +165,6 @@ def _diag_gram(net, x):
     return jnp.sum(x * x, 1) / x.shape[1]
 
 
-def _chebyshev_tables(dyn, plan, train_input, nodes, readout, variance: float = 1.0):
-    """Outputs ``(R, R + R' H)`` (after the readout) of pairs of inputs of initial variance
-    ``variance`` on Chebyshev-Lobatto nodes in ``theta_0 in [0, pi]``, as Chebyshev
-    coefficients (divided by ``variance``). Tabulating the outputs, not
-    the state, keeps the post-activation readout's ``V_phi'`` away from the
-    ``arccos(1 - eps)`` of a rounded diagonal correlation (a ``sqrt(eps)`` error)."""
-    j = np.arange(nodes + 1)
-    # u_j = cos(pi j / nodes) in [-1, 1] and theta_j = pi (u_j + 1) / 2, so that
-    # T_k(u_j) = cos(pi k j / nodes) and a type-I DCT gives the Chebyshev coefficients
-    theta = 0.5 * np.pi * (1 + np.cos(np.pi * j / nodes))
-    rho = jnp.asarray(variance * np.cos(theta))[None, :]
-    rho = rho.at[0, -1].set(variance)  # theta_0 = 0: exactly the diagonal
-    one = jnp.full(1, variance)
-    h0 = rho if train_input else jnp.zeros_like(rho)
-    final = _evolved(dyn, dyn.init(one, one, rho, h0), *plan)
-    R, Th = _outputs(dyn, final, readout)
-    vals = np.stack([np.asarray(R)[0], np.asarray(Th)[0]]) / variance
-    # values at Lobatto nodes -> Chebyshev coefficients (type-I DCT)
-    coef = np.empty_like(vals)
-    for k in range(nodes + 1):
-        w = np.cos(np.pi * k * j / nodes)
-        w = w * np.where((j == 0) | (j == nodes), 0.5, 1.0)
-        coef[:, k] = 2.0 / nodes * (vals * w).sum(1)
-    coef[:, 0] /= 2
-    coef[:, -1] /= 2
-    # chop each series where it reaches its noise plateau (rounding in arccos near
-    # rho = +-1 leaves coefficients of ~1e-12): keeps ~1e-11 accuracy, evaluates faster.
-    # The kept length is padded with zeros to a power of two, which leaves every value
-    # unchanged and lets nearby hyperparameters share one compiled evaluation.
-    keep = max(_last_significant(c, _CHOP) for c in coef) + 1
-    padded = np.zeros((2, 1 << (keep - 1).bit_length()))
-    padded[:, :keep] = coef[:, :keep]
-    return jnp.asarray(padded)
-
-
 def _common_variance(q1: np.ndarray, q2: np.ndarray) -> float | None:
     """The initial variance shared by every input (to 1e-13 relative), or ``None``."""
     q = np.concatenate([q1, q2])
@@ -302,39 +172,6 @@ def _common_variance(q1: np.ndarray, q2: np.ndarray) -> float | None:
     if v > 0 and np.all(np.abs(q - v) <= 1e-13 * v):
         return v
     return None
-
-
-def _last_significant(c: np.ndarray, tol: float) -> int:
-    big = np.nonzero(np.abs(c) > tol * np.abs(c).max())[0]
-    return int(big[-1]) if big.size else 0
-
-
-def _clenshaw(coef, u):
-    """Evaluate ``sum_k coef[k] T_k(u)`` (Chebyshev series) elementwise.
-
-    Unrolled over the (static, chopped) number of coefficients so that XLA fuses the
-    recurrence into one elementwise pass (a loop would stream every array ``k`` times).
-    """
-    b1 = b2 = jnp.zeros_like(u)
-    for k in range(coef.shape[0] - 1, 0, -1):
-        b1, b2 = 2 * u * b1 - b2 + coef[k], b1
-    return u * b1 - b2 + coef[0]
-
-
-@eqx.filter_jit
-def _outputs(dyn, state, readout):
-    return dyn.outputs(state, readout)
-
-
-@eqx.filter_jit
-def _homogeneous_block(coef_r, coef_t, d1, d2, k12):
-    # outputs of homogeneous dynamics are positively homogeneous of degree 1 in the pair's
-    # scale sqrt(d d'); with one common variance (the equal-norm table) the scale is it
-    scale = jnp.sqrt(d1[:, None] * d2[None, :])
-    safe = jnp.where(scale > 0, scale, 1.0)
-    theta = jnp.arccos(jnp.clip(k12 / safe, -1.0, 1.0))
-    u = 2 * theta / jnp.pi - 1  # Lobatto nodes in theta map to cos-nodes in u
-    return scale * _clenshaw(coef_r, u), scale * _clenshaw(coef_t, u)
 
 
 def check_kernel_net(net: ResNet):
@@ -345,9 +182,9 @@ def check_kernel_net(net: ResNet):
     if net.scaling != "shrinking":
         raise ValueError("the i.i.d. baseline has no infinite-depth kernel; use "
                          "scaling='shrinking'")
-    if net.form == "A" and net.input_layer is None:
-        raise ValueError("form A kernels need an input layer (dl.InputLayer): without one "
-                         "the state coordinates are not Gaussian (kernels.md §7)")
+    if net.block.kernel_needs_input_layer and net.input_layer is None:
+        raise ValueError(f"form {net.form} kernels need an input layer (dl.InputLayer): "
+                         "without one the state coordinates are not Gaussian (kernels.md §7)")
 
 
 def as_kernel_inputs(x, name: str, dim: int | None) -> jnp.ndarray:
@@ -389,13 +226,14 @@ def kernel(
             from ``rtol``.
         rtol: at infinite depth, the target error of the NNGP and NTK relative to their
             largest entry (default :data:`DEFAULT_RTOL` = 1e-9); the estimate reached is
-            the result's ``error``.
+            the result's ``error``. At any depth, the tolerance of a 3-D table.
         compute_ntk: also return the NTK.
         train_input_layer: whether the input layer's parameters count in the NTK.
-        table: ``"auto"`` tabulates the pair flow in ``theta_0`` when every input of ``x1``
-            and ``x2`` has the same initial variance (normalised inputs; forms A and C, any
-            activation and ``sigma_b``): a pair's flow then depends on its correlation only;
-            ``False`` never, ``True`` requires it. Accuracy as for ``homogeneous``.
+        table: ``"auto"`` reads forms A and C from a Chebyshev table of pair flows when it
+            pays: a 1-D table in ``theta_0`` when every input of ``x1`` and ``x2`` has the
+            same initial variance, else a 3-D table in ``(log d1, log d2, theta_0)`` when
+            the kernel has at least twice its node pairs and the table meets ``rtol`` on the
+            pilot pairs; ``False`` never; ``True`` always (needs positive variances).
         homogeneous: ``"auto"`` uses the exact angle reduction when it applies, ``False``
             never, ``True`` requires it.
         max_memory: bound in bytes on the working memory of one tile (default 1 GiB); the
@@ -407,7 +245,7 @@ def kernel(
 
     Returns:
         A :class:`Kernel` of float64 arrays, with the steps used and the estimated error at
-        infinite depth.
+        infinite depth, and the measured error of a table if one was used.
     """
     check_kernel_net(net)
     depth = net.depth if depth is None else depth
@@ -426,7 +264,7 @@ def kernel(
     dim = net.input_dim
     x1 = as_kernel_inputs(x1, "x1", dim)
     x2 = x1 if x2 is None else as_kernel_inputs(x2, "x2", dim)
-    dyn = _DYNAMICS[net.form](net)
+    dyn = _Dynamics(net)
     readout = net.readout if net.readout is not None else Readout()
     traced_dyn, traced_readout = traced_floats((dyn, readout))
     if steps is not None and not (isinstance(steps, int | np.integer)
@@ -435,88 +273,189 @@ def kernel(
     if not (isinstance(rtol, float | int) and not isinstance(rtol, bool)
             and math.isfinite(rtol) and rtol > 0):
         raise ValueError(f"rtol must be a finite number > 0, got {rtol!r}")
-    if net.form == "B" and readout.post_activation:
-        raise ValueError("form B kernels support the state readout only")
-    use_homog = dyn.homogeneous if homogeneous == "auto" else bool(homogeneous)
-    if use_homog and not dyn.homogeneous:
+    block = net.block
+    if readout.post_activation and not block.kernel_post_activation:
+        raise ValueError(f"form {net.form} kernels support the state readout only")
+    is_homog = block.kernel_homogeneous(net)
+    use_homog = is_homog if homogeneous == "auto" else bool(homogeneous)
+    if use_homog and not is_homog:
         raise ValueError("the homogeneous reduction needs form A or C, sigma_b = 0 and a "
                          "positively homogeneous activation")
-    variance = 1.0
-    if not use_homog and table is not False and net.form != "B":
-        common = _common_variance(np.asarray(_diag_gram(net, x1)),
-                                  np.asarray(_diag_gram(net, x2)))
-        if common is not None:
-            use_homog, variance = True, common
-        elif table is True:
-            raise ValueError("table=True needs every input to have the same initial variance "
-                             "(rows of equal norm) and form A or C")
-    elif table is True and not use_homog:
-        raise ValueError("table=True needs form A or C")
     N1, N2 = x1.shape[0], x2.shape[0]
-    block = max(16, int(math.sqrt(max_memory / _BYTES_PER_PAIR)))
-    K = np.empty((N1, N2)) if out_nngp is None else out_nngp
-    T = np.empty((N1, N2)) if (compute_ntk and out_ntk is None) else out_ntk
+    q1 = np.asarray(_diag_gram(net, x1))
+    q2 = q1 if x2 is x1 else np.asarray(_diag_gram(net, x2))
+    mode = "homogeneous" if use_homog else None
+    if mode is None and table is not False and block.tabulable_kernel:
+        if _common_variance(q1, q2) is not None:
+            mode = "equal"
+        elif np.all(q1 > 0) and np.all(q2 > 0) and (
+                table is True or N1 * N2 > _TABLE_ADVANTAGE * _table_pairs(
+                    _TABLE_VARIANCE_NODES[0], q1, q2)):
+            mode = "unequal"
+        elif table is True:
+            raise ValueError("table=True needs every input to have a positive initial "
+                             "variance (a nonzero input, or an input layer with sigma_a > 0)")
+    elif table is True and mode is None:
+        raise ValueError("table=True needs form A or C")
+    train_input = train_input_layer and net.input_layer is not None
+    pilot = None
+    if math.isinf(depth) or mode is not None:  # the steps' and the table's measure
+        pilot = _Pilot(net, dyn, traced_dyn, traced_readout, x1, x2, q1, q2,
+                       train_input_layer, compute_ntk, max_memory, depth)
     error = None
     if math.isinf(depth):
-        steps, error = _choose_steps(net, dyn, traced_dyn, traced_readout, x1, x2,
-                                     train_input_layer, steps, rtol, compute_ntk,
-                                     max_memory)
+        steps, error = choose_steps(pilot, rtol, steps)
     elif steps is not None:
         steps = None  # finite depth: L layers, steps do not apply
     plan = step_plan(depth, steps or 1, net.horizon)
-    if use_homog:
-        coef = _chebyshev_tables(traced_dyn, plan,
-                                 train_input_layer and net.input_layer is not None,
-                                 _CHEBYSHEV_NODES, traced_readout, variance)
-    tiles = [(i, j) for i in range(0, N1, block) for j in range(0, N2, block)]
+    sv2, sv02 = readout.sigma_v**2, readout.sigma_v0**2
+    pair_table = table_error = None
+    if mode is not None:
+        def outputs_of(d1, d2, k, h0):
+            return _block(traced_dyn, traced_dyn.init(d1, d2, k, h0), *plan, traced_readout)
+
+        pair_table = _build_table(mode, outputs_of, q1, q2, x2 is x1, train_input, rtol,
+                                  pilot.theta_lo)
+        d1, d2, k12 = pilot.init[:3]
+        got = [sv2 * o + sv02
+               for o in pair_tables.evaluate(pair_table, d1, d2, k12, pilot.same)]
+        table_error = relative_difference(got[: 2 if compute_ntk else 1],
+                                           pilot(steps or 1))
+        if table == "auto" and mode == "unequal" and table_error > rtol:
+            pair_table = table_error = None  # the table missed the tolerance: general path
+    if pair_table is not None:
+        per_pair = pair_tables.bytes_per_pair(pair_table)
+    else:
+        per_pair = _BYTES_PER_PAIR
+    block_size = max(16, int(math.sqrt(max_memory / per_pair)))
+    # tiles of equal sizes (N = 1024 in 2 x 512, not 965 + 59): fewer shapes to compile
+    most = max(N1, N2)
+    block_size = max(16, -(-most // -(-most // block_size)))
+    K = np.empty((N1, N2)) if out_nngp is None else out_nngp
+    T = np.empty((N1, N2)) if (compute_ntk and out_ntk is None) else out_ntk
+    # a kernel of x with itself is symmetric: tiles above the diagonal are mirrored
+    symmetric = x2 is x1
+    tiles = [(i, j) for i in range(0, N1, block_size) for j in range(0, N2, block_size)
+             if not (symmetric and j < i)]
     with progress_callback(progress, len(tiles), "kernel tiles") as advance:
         for i, j in tiles:
-            xa, xb = x1[i : i + block], x2[j : j + block]
+            xa, xb = x1[i : i + block_size], x2[j : j + block_size]
             k_shape = (xa.shape[0], xb.shape[0])
-            if use_homog:
-                k12 = _consistent_gram(_initial_gram(net, xa, xb), _diag_gram(net, xa),
-                                       _diag_gram(net, xb), _self_pairs(x1, x2, i, j,
-                                                                        *k_shape))
-                R, Th = _homogeneous_block(coef[0], coef[1], _diag_gram(net, xa),
-                                           _diag_gram(net, xb), k12)
+            same = _self_pairs(x1, x2, i, j, *k_shape)
+            if pair_table is not None:
+                R, Th = _table_tile(traced_dyn.net, pair_table, xa, xb, same)
             else:
-                init = _initial_state(net, dyn, xa, xb, train_input_layer,
-                                      same=_self_pairs(x1, x2, i, j, *k_shape))
+                init = _initial_state(net, dyn, xa, xb, train_input_layer, same=same)
                 R, Th = _block(traced_dyn, init, *plan, traced_readout)
-            sv2, sv02 = readout.sigma_v**2, readout.sigma_v0**2
-            K[i : i + block, j : j + block] = np.asarray(sv2 * R + sv02)
-            if compute_ntk:
-                T[i : i + block, j : j + block] = np.asarray(sv2 * Th + sv02)
+            for out, vals in ((K, R), (T, Th) if compute_ntk else (None, None)):
+                if out is None:
+                    continue
+                vals = np.asarray(sv2 * vals + sv02)
+                out[i : i + block_size, j : j + block_size] = vals
+                if symmetric and j > i:
+                    out[j : j + block_size, i : i + block_size] = vals.T
             advance(1)
     for name, arr in (("NNGP", K), ("NTK", T)):
         if arr is not None and isinstance(arr, np.ndarray) and not np.all(np.isfinite(arr)):
             raise FloatingPointError(f"the {name} has non-finite entries: the dynamics blew "
                                      "up (try a smaller horizon or sigma_w)")
     return Kernel(nngp=K, ntk=T if compute_ntk else None, depth=depth,
-                  steps=steps if math.isinf(depth) else None, error=error)
+                  steps=steps if math.isinf(depth) else None, error=error,
+                  table_error=table_error)
+
+
+@eqx.filter_jit
+def _tile_gram(net, xa, xb, same):
+    qa, qb = _diag_gram(net, xa), _diag_gram(net, xb)
+    return qa, qb, _consistent_gram(_initial_gram(net, xa, xb), qa, qb, same)
+
+
+def _table_tile(net, pair_table, xa, xb, same):
+    """The outputs of a tile read from its table (the tile's Gram entries in one compiled
+    call: eager operations would compile once per tile shape each)."""
+    return pair_tables.evaluate(pair_table, *_tile_gram(net, xa, xb, same), same)
+
+
+def _table_pairs(n: int, q1: np.ndarray, q2: np.ndarray) -> int:
+    """Node pairs of a 3-D table with ``n`` intervals per non-constant variance axis."""
+    m1 = n + 1 if q1.max() > q1.min() else 1
+    m2 = n + 1 if q2.max() > q2.min() else 1
+    return m1 * m2 * (pair_tables.THETA_NODES + 1)
+
+
+def _build_table(mode, outputs_of, q1, q2, same_grid, train_input, rtol, theta_lo):
+    """The pair table of ``mode``: one node per variance axis for the homogeneous reduction
+    (variance 1: the outputs scale with ``sqrt(d1 d2)``) and for equal norms (their
+    variance), else Lobatto nodes in ``log d`` over the inputs' range, doubled once when
+    the last coefficients exceed ``rtol / 10``, and angles from ``theta_lo`` (the largest
+    correlation of distinct pairs) with the diagonal pairs in their own series."""
+    if mode != "unequal":
+        v = np.array([1.0 if mode == "homogeneous" else float(q1[0])])
+        return pair_tables.build_table(outputs_of, v, v, True, train_input)
+    ranges = (*_log_range(q1), *_log_range(q2))
+    for n in _TABLE_VARIANCE_NODES:
+        nodes = [np.exp(pair_tables.lobatto(lo, hi, n if hi > lo else 0))
+                 for lo, hi in (ranges[:2], ranges[2:])]
+        table = pair_tables.build_table(outputs_of, *nodes, same_grid, train_input,
+                                        ranges=ranges, theta_lo=theta_lo,
+                                        diagonal=same_grid)
+        if table.tail <= rtol / 10:
+            break
+    return table
+
+
+def _log_range(q: np.ndarray) -> tuple[float, float]:
+    return float(np.log(q.min())), float(np.log(q.max()))
+
+
+class _Pilot:
+    """General-path outputs (after the readout) of a pilot tile of real pairs that stands
+    for the kernel: the rows of :func:`pilot_indices` (extreme and evenly spaced variances)
+    and the ends of the pairs with the most extreme initial correlations, where RK4's error
+    is largest (e.g. near ``rho = -1`` for ReLU, whose ``V'`` has a square-root singularity
+    there) and a table is hardest. ``pilot(n)``: at infinite depth ``n`` RK4 steps, at
+    finite depth the ``L`` layers (``n`` ignored); computed once per ``n``."""
+
+    def __init__(self, net, dyn, traced_dyn, traced_readout, x1, x2, q1, q2, train_input,
+                 compute_ntk, max_memory, depth):
+        e1, e2 = _extreme_pairs(net, x1, x2, q1, q2, max_memory)
+        i1 = np.concatenate([pilot_indices(q1), e1])
+        i2 = np.concatenate([pilot_indices(q2), e2])
+        same = (i1[:, None] == i2[None, :]) if x2 is x1 else None
+        self.init = _initial_state(net, dyn, x1[i1], x2[i2], train_input, same=same)
+        self.same = same
+        self.theta_lo = 0.0
+        # the smallest angle of distinct pairs (the most correlated pairs are among these)
+        if net.block.tabulable_kernel:
+            d1, d2, k = (np.asarray(v) for v in self.init[:3])
+            norm = np.sqrt(d1[:, None] * d2[None, :])
+            rho = np.where(norm > 0, k / np.where(norm > 0, norm, 1.0), 0.0)
+            if same is not None:
+                rho = np.where(same, -1.0, rho)
+            self.theta_lo = float(np.arccos(np.clip(rho.max(), -1.0, 1.0)))
+        self._args = (net, traced_dyn, traced_readout, compute_ntk, depth)
+        self._cache = {}
+
+    def __call__(self, n: int):
+        net, traced_dyn, traced_readout, compute_ntk, depth = self._args
+        n = int(n) if math.isinf(depth) else 1
+        if n not in self._cache:
+            readout = net.readout if net.readout is not None else Readout()
+            R, Th = _block(traced_dyn, self.init, *step_plan(depth, n, net.horizon),
+                           traced_readout)
+            out = readout.sigma_v**2 * R + readout.sigma_v0**2
+            self._cache[n] = ((out, readout.sigma_v**2 * Th + readout.sigma_v0**2)
+                              if compute_ntk else (out,))
+        return self._cache[n]
 
 
 def _choose_steps(net, dyn, traced_dyn, traced_readout, x1, x2, train_input, steps, rtol,
                   compute_ntk, max_memory):
-    """:func:`choose_steps` on a pilot tile of real pairs that stands for the kernel: the rows
-    of :func:`pilot_indices` (extreme and evenly spaced variances) and the ends of the pairs
-    with the most extreme initial correlations, where RK4's error is largest (e.g. near
-    ``rho = -1`` for ReLU, whose ``V'`` has a square-root singularity there)."""
+    """:func:`choose_steps` on the pilot tile of :class:`_Pilot`."""
     q1 = np.asarray(_diag_gram(net, x1))
     q2 = q1 if x2 is x1 else np.asarray(_diag_gram(net, x2))
-    e1, e2 = _extreme_pairs(net, x1, x2, q1, q2, max_memory)
-    i1 = np.concatenate([pilot_indices(q1), e1])
-    i2 = np.concatenate([pilot_indices(q2), e2])
-    same = (i1[:, None] == i2[None, :]) if x2 is x1 else None
-    init = _initial_state(net, dyn, x1[i1], x2[i2], train_input, same=same)
-    readout = net.readout if net.readout is not None else Readout()
-
-    def pilot(n):
-        plan = step_plan(math.inf, n, net.horizon)
-        R, Th = _block(traced_dyn, init, *plan, traced_readout)
-        out = readout.sigma_v**2 * R + readout.sigma_v0**2
-        return (out, readout.sigma_v**2 * Th + readout.sigma_v0**2) if compute_ntk else (out,)
-
+    pilot = _Pilot(net, dyn, traced_dyn, traced_readout, x1, x2, q1, q2, train_input,
+                   compute_ntk, max_memory, math.inf)
     return choose_steps(pilot, rtol, steps)
 
 
@@ -542,7 +481,11 @@ def _extreme_pairs(net, x1, x2, q1, q2, max_memory) -> tuple[np.ndarray, np.ndar
         flat = rho.ravel()
         ok = np.flatnonzero(~np.isnan(flat))
         for sign, (vals, ra, ca) in ((1, best_lo), (-1, best_hi)):
-            take = ok[np.argsort(sign * flat[ok])[:m]]
+            vals_ok = sign * flat[ok]
+            # the m extreme ones in linear time (a full sort of N^2 / chunks cost seconds)
+            part = (np.argpartition(vals_ok, m - 1)[:m] if vals_ok.size > m
+                    else np.arange(vals_ok.size))
+            take = ok[part]
             vals = np.concatenate([vals, flat[take]])
             ra = np.concatenate([ra, i + take // rho.shape[1]])
             ca = np.concatenate([ca, take % rho.shape[1]])
@@ -569,7 +512,7 @@ def kernel_steps(net: ResNet, x1, x2=None, *, steps: int | None = None,
     check_kernel_net(net)
     x1 = as_kernel_inputs(x1, "x1", net.input_dim)
     x2 = x1 if x2 is None else as_kernel_inputs(x2, "x2", net.input_dim)
-    dyn = _DYNAMICS[net.form](net)
+    dyn = _Dynamics(net)
     readout = net.readout if net.readout is not None else Readout()
     traced_dyn, traced_readout = traced_floats((dyn, readout))
     return _choose_steps(net, dyn, traced_dyn, traced_readout, x1, x2, train_input_layer,
