@@ -3,8 +3,23 @@ workers do): XLA and BLAS would otherwise each start a thread per core in every 
 and the oversubscribed pools spin."""
 
 import os
+import shutil
+import tempfile
 
-from deeplimits._core.workers import core_shares, pin
+# One persistent JAX compilation cache per test run, shared by the xdist workers and by the
+# processes the tests start (CLI, local and dask sweep workers inherit the environment).
+# Programs that several processes compile, and jitted closures that a library function
+# re-creates on every call (same HLO, new Python function), then compile once per run. The
+# folder is new and empty for every run, so the suite is timed from a cold cache, as on a
+# fresh CI machine; set JAX_COMPILATION_CACHE_DIR yourself (empty: no cache) to override.
+# It is set here, at import, before jax is imported and before xdist starts its workers.
+_OWN_CACHE = None
+if "JAX_COMPILATION_CACHE_DIR" not in os.environ:
+    _OWN_CACHE = tempfile.mkdtemp(prefix="deeplimits-test-jax-cache-")
+    os.environ["JAX_COMPILATION_CACHE_DIR"] = _OWN_CACHE
+    os.environ.setdefault("JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS", "0.1")
+
+from deeplimits._core.workers import core_shares, pin  # noqa: E402
 
 
 def pytest_configure(config):
@@ -54,3 +69,10 @@ def pytest_sessionstart(session):
         except ImportError:
             return
         settings.load_profile("slow")
+
+
+def pytest_unconfigure(config):
+    """The process that made the run's compilation cache removes it (xdist workers share
+    the controller's folder and leave it alone)."""
+    if _OWN_CACHE is not None and not os.environ.get("PYTEST_XDIST_WORKER"):
+        shutil.rmtree(_OWN_CACHE, ignore_errors=True)
