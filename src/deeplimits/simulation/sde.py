@@ -1,8 +1,9 @@
-"""Split from ``deeplimits.sde``."""
+"""Pathwise solutions of the limiting SDE (diffrax) and the finite networks coupled to them."""
 
 from __future__ import annotations
 
 import diffrax
+import equinox as eqx
 import jax
 import jax.numpy as jnp
 
@@ -48,11 +49,18 @@ def solve_sde(
     check_samples(samples)
     check_samples(steps, "steps")
     solver = diffrax.Euler() if solver is None else solver
-    T = net.horizon
+    return _solve_paths(net, solver, x, _path_keys(key, samples), steps, trajectory, dtype)
+
+
+# Compiled once per network, shapes and options (module-level, so that a repeated call
+# reuses the program: diffrax's Brownian tree takes seconds to compile and, holding host
+# callbacks, cannot enter JAX's persistent cache)
+@eqx.filter_jit
+def _solve_paths(net, solver, x, keys, steps: int, trajectory: bool, dtype):
+    sde, T = net.sde(), net.horizon
     grid = jnp.linspace(0.0, T, steps + 1)
     saveat = diffrax.SaveAt(ts=grid) if trajectory else diffrax.SaveAt(t1=True)
 
-    @jax.jit
     def one(keys):
         X0 = net.embed(keys[0], x)
         bm = sde.brownian_motion(keys[1], dtype)
@@ -61,7 +69,28 @@ def solve_sde(
         )
         return sol.ys if trajectory else sol.ys[-1]
 
-    return jax.vmap(one)(_path_keys(key, samples))
+    return jax.vmap(one)(keys)
+
+
+@eqx.filter_jit
+def _increments(net, keys, steps: int, dtype):
+    sde = net.sde()
+    grid = jnp.linspace(0.0, net.horizon, steps + 1)
+
+    def one(keys):
+        bm = sde.brownian_motion(keys[1], dtype)
+        return jax.vmap(bm.evaluate)(grid[:-1], grid[1:])
+
+    return jax.vmap(one)(keys)
+
+
+@eqx.filter_jit
+def _network_on_increments(net, x, coarse, embed_keys, trajectory: bool):
+    def one(dB, embed_key):
+        params = net.params_from_increments(dB, embed_key)
+        return net.apply(params, x, trajectory=trajectory)
+
+    return jax.vmap(one)(coarse, embed_keys)
 
 
 def brownian_increments(
@@ -77,14 +106,7 @@ def brownian_increments(
     sde.brownian_shapes()
     check_samples(samples)
     check_samples(steps, "steps")
-    grid = jnp.linspace(0.0, net.horizon, steps + 1)
-
-    @jax.jit
-    def one(keys):
-        bm = sde.brownian_motion(keys[1], dtype)
-        return jax.vmap(bm.evaluate)(grid[:-1], grid[1:])
-
-    return jax.vmap(one)(_path_keys(key, samples))
+    return _increments(net, _path_keys(key, samples), steps, dtype)
 
 
 def network_on_path(
@@ -121,10 +143,4 @@ def network_on_path(
         increments,
     )
     embed_keys = _path_keys(key, coarse["b"].shape[0])[:, 0]
-
-    @jax.jit
-    def one(dB, embed_key):
-        params = net.params_from_increments(dB, embed_key)
-        return net.apply(params, x, trajectory=trajectory)
-
-    return jax.vmap(one)(coarse, embed_keys)
+    return _network_on_increments(net, x, coarse, embed_keys, trajectory)
