@@ -46,13 +46,13 @@ from deeplimits._core.provenance import provenance
 from deeplimits.data.scaling import ScalingData
 from deeplimits.simulation.training import (  # the machinery of train_cells, reused
     TrainConfig,
-    _eval_fn,
-    _init_cell,
-    _select,
-    _static_part,
     depth_buckets,
+    eval_fn,
+    init_cell,
     load_data,
     loss_fn,
+    select_cells,
+    static_part,
 )
 from deeplimits.spec.trainable import init_fc_resnet
 
@@ -136,7 +136,7 @@ def _mixed_epoch_fn(activation: str, loss: str, batch_size: int, n: int):
     """One epoch for a batch of cells (vmapped): shuffle, then a ``lax.scan`` over mini-batch
     steps ``p <- p - lr * d`` with ``d`` the gradient (SGD cells) or optax's Adam direction
     (Adam cells, flag ``adaptive``). Compiled once per configuration and padded depth."""
-    static, adam = _static_part(activation, "none"), optax.scale_by_adam()
+    static, adam = static_part(activation, "none"), optax.scale_by_adam()
     nb = n // batch_size
 
     def one_cell(params, state, key, epoch, layer_scale, lr, adaptive, x, y):
@@ -205,7 +205,7 @@ def train_rate_grid(config: TrainConfig, depths: Sequence[int],
     diverged = np.zeros(shape, bool)
     x, y = jnp.asarray(data.x_train), jnp.asarray(data.y_train)
     epoch, adam, _ = _mixed_epoch_fn(config.activation, config.loss, config.batch_size, n)
-    evaluate = _eval_fn(config.activation, "none", config.loss)
+    evaluate = eval_fn(config.activation, "none", config.loss)
     skeleton = eqx.filter(init_fc_resnet(jax.random.key(0), 1, 1, activation=config.activation,
                                          delta="none"), eqx.is_array)
     for group in depth_buckets(depths, bucket_ratio):
@@ -213,7 +213,7 @@ def train_rate_grid(config: TrainConfig, depths: Sequence[int],
         cells = [(o, p, L, r, s) for o in range(len(optimizers))
                  for p in range(len(parameterisations)) for L in group
                  for r in range(n_rates) for s in seeds]
-        inits = {(L, s): _init_cell(config, L, s, data.dim, pad) for L in group for s in seeds}
+        inits = {(L, s): init_cell(config, L, s, data.dim, pad) for L in group for s in seeds}
         stacked = [jnp.asarray(np.stack(a)) for a in zip(
             *[inits[(L, s)] for _, _, L, _, s in cells], strict=True)]
         params = jax.tree.unflatten(jax.tree.structure(skeleton), stacked)
@@ -233,8 +233,8 @@ def train_rate_grid(config: TrainConfig, depths: Sequence[int],
                                                  lr, adaptive, x, y)
             active &= np.isfinite(np.asarray(value, np.float64))  # stop at the last finite
             accept = jnp.asarray(active)
-            params = _select(accept, new_params, params)
-            state = _select(accept, new_state, state)
+            params = select_cells(accept, new_params, params)
+            state = select_cells(accept, new_state, state)
             if not active.any():
                 break
         final = np.asarray(evaluate(params, scale, x, y), np.float64)

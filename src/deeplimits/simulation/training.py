@@ -127,7 +127,7 @@ def loss_fn(model: FCResNet, x, y, loss: str = "mse", layer_scale=None) -> jax.A
 
 
 
-def _static_part(activation: str, delta: str):
+def static_part(activation: str, delta: str):
     dummy = init_fc_resnet(jax.random.key(0), 1, 1, activation=activation, delta=delta)
     return eqx.partition(dummy, eqx.is_array)[1]
 
@@ -143,7 +143,7 @@ def _epoch_fn_cached(activation: str, delta: str, optimizer: str, loss: str, bat
     """One epoch for a batch of cells (vmapped): shuffle, then a ``lax.scan`` over
     mini-batches of gradient steps ``p <- p - lr * direction(grad)``. Compiled once per
     configuration and shape (the padded depth)."""
-    static, direction = _static_part(activation, delta), _DIRECTIONS[optimizer]()
+    static, direction = static_part(activation, delta), _DIRECTIONS[optimizer]()
     nb = n // batch_size
 
     def one_cell(params, opt_state, key, epoch, layer_scale, lr, x, y):
@@ -165,14 +165,14 @@ def _epoch_fn_cached(activation: str, delta: str, optimizer: str, loss: str, bat
 
 
 @jax.jit
-def _select(mask, new, old):
+def select_cells(mask, new, old):
     return jax.tree.map(lambda a, b: jnp.where(mask.reshape((-1,) + (1,) * (a.ndim - 1)), a, b),
                         new, old)
 
 
 @functools.lru_cache(maxsize=32)
-def _eval_fn(activation: str, delta: str, loss: str):
-    static = _static_part(activation, delta)
+def eval_fn(activation: str, delta: str, loss: str):
+    static = static_part(activation, delta)
     f = lambda p, scale, x, y: loss_fn(eqx.combine(p, static), x, y, loss, scale)
     return jax.jit(jax.vmap(f, in_axes=(0, 0, None, None)))
 
@@ -181,7 +181,7 @@ def _pad_layers(a: np.ndarray, pad: int) -> np.ndarray:
     return np.concatenate([a, np.zeros((pad - a.shape[0],) + a.shape[1:], a.dtype)])
 
 
-def _init_cell(config: TrainConfig, depth: int, seed: int, width: int, pad: int) -> list:
+def init_cell(config: TrainConfig, depth: int, seed: int, width: int, pad: int) -> list:
     """Initial (A, b[, delta]) of one cell as numpy arrays, drawn at its own depth from a
     generator seeded by (seed, depth), padded with zero layers to ``pad``."""
     rng = np.random.default_rng([int(seed), int(depth)])
@@ -221,7 +221,7 @@ def train_cells(config: TrainConfig, cells: Sequence[tuple[int, int]],
         raise ValueError(f"batch_size {config.batch_size} exceeds the {data.x_train.shape[0]} "
                          "training samples")
     width, pad, S = data.dim, max(L for L, _ in cells), len(cells)
-    inits = [_init_cell(config, L, s, width, pad) for L, s in cells]
+    inits = [init_cell(config, L, s, width, pad) for L, s in cells]
     stacked = [jnp.asarray(np.stack(a)) for a in zip(*inits, strict=True)]
     epoch, direction, static = _epoch_fn(config, data.x_train.shape[0])
     skeleton = eqx.filter(init_fc_resnet(jax.random.key(0), 1, 1, activation=config.activation,
@@ -246,8 +246,8 @@ def train_cells(config: TrainConfig, cells: Sequence[tuple[int, int]],
         value = np.asarray(value, dtype=np.float64)
         finite = np.isfinite(value)
         accept = jnp.asarray(active & finite)
-        params = _select(accept, new_params, params)
-        opt_state = _select(accept, new_state, opt_state)
+        params = select_cells(accept, new_params, params)
+        opt_state = select_cells(accept, new_state, opt_state)
         for c in np.flatnonzero(active):
             if not finite[c]:
                 active[c], status[c] = False, "failed"
@@ -268,7 +268,7 @@ def train_cells(config: TrainConfig, cells: Sequence[tuple[int, int]],
                                   f"{100 * config.min_improvement:g}% improvement")
         if not active.any():
             break
-    evaluate = _eval_fn(config.activation, config.delta, config.loss)
+    evaluate = eval_fn(config.activation, config.delta, config.loss)
     train_loss = np.asarray(evaluate(params, scale, x, y), np.float64)
     test_loss = (np.asarray(evaluate(params, scale, jnp.asarray(data.x_test),
                                      jnp.asarray(data.y_test)), np.float64)
@@ -315,7 +315,7 @@ def cell_losses(config: TrainConfig, weights: Sequence[tuple], x, y) -> np.ndarr
                                          delta=config.delta), eqx.is_array)
     params = jax.tree.unflatten(jax.tree.structure(skeleton),
                                 [jnp.asarray(np.stack(a)) for a in zip(*leaves, strict=True)])
-    evaluate = _eval_fn(config.activation, config.delta, config.loss)
+    evaluate = eval_fn(config.activation, config.delta, config.loss)
     return np.asarray(evaluate(params, jnp.asarray(np.stack(scale), jnp.float32),
                                jnp.asarray(x), jnp.asarray(y)), np.float64)
 
