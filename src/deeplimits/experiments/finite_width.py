@@ -7,6 +7,7 @@ import time
 from collections.abc import Sequence
 
 import jax
+import jax.numpy as jnp
 import numpy as np
 import xarray as xr
 from scipy import stats as st
@@ -261,19 +262,23 @@ def width_first_covariance(activation, q0, depth: int, *, horizon: float = 1.0,
     """Width first at finite depth (``finite_width.md`` §9): the ``k x k`` covariance of the
     infinitely wide Hayou network, ``q_l = q_{l-1} + (sigma_w^2 T / L) V_phi(q_{l-1})``
     from ``q_0`` (the input Gram ``<x, x'>/d``), with the activation's dual ``V_phi``;
-    float64. As ``L -> inf`` it solves the kernel ODE ``q' = sigma_w^2 V_phi(q)``."""
-    from deeplimits.spec.activations import get_activation
+    float64. This is the kernel recursion of the wide network (form A's
+    ``Block.kernel_layer``), so it and :func:`deeplimits.kernel` cannot drift apart. As
+    ``L -> inf`` it solves the kernel ODE ``q' = sigma_w^2 V_phi(q)``."""
+    from deeplimits.spec.networks import ResNet
 
-    act = get_activation(activation)
     depth = positive_ints(depth, "depth")[0]
     q = np.array(q0, dtype=np.float64)
     if q.ndim != 2 or q.shape[0] != q.shape[1]:
         raise ValueError(f"q0 must be a square matrix, got shape {q.shape}")
-    step = sigma_w**2 * horizon / depth
+    # the wide network's own finite-depth recursion (form A's pair dynamics, sigma_b = 0)
+    net = ResNet(width=1, depth=depth, activation=activation, sigma_w=sigma_w,
+                 horizon=horizon)
+    block, d = net.block, jnp.diagonal(jnp.asarray(q))
+    state = block.kernel_init(net, d, d, jnp.asarray(q), jnp.zeros_like(q))
     for _ in range(depth):
-        d = np.diag(q)
-        q = q + step * np.asarray(act.dual(d[:, None], d[None, :], q), dtype=np.float64)
-    return q
+        state = block.kernel_layer(net, state, horizon / depth)
+    return np.asarray(state[2], dtype=np.float64)
 
 
 def _pair_inputs(rho: float) -> np.ndarray:

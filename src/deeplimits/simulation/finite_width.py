@@ -37,6 +37,7 @@ from deeplimits._core.progress import progress_callback
 from deeplimits._core.validation import check_inputs
 from deeplimits.simulation.samplers import ExactSampler
 from deeplimits.spec.activations import Activation
+from deeplimits.spec.blocks import FormA
 from deeplimits.spec.laws import Gaussian
 from deeplimits.spec.networks import ResNet
 
@@ -73,7 +74,7 @@ def check_path_samples(samples) -> int:
 
 
 def _check_hayou(net: ResNet) -> None:
-    if net.form != "A" or net.scaling != "shrinking" or net.M is not None:
+    if not isinstance(net.block, FormA) or net.scaling != "shrinking" or net.M is not None:
         raise ValueError("the path studies need Hayou's network: form A, shrinking scaling, "
                          "no mean weight M (use hayou_resnet)")
     if net.sigma_b != 0 or np.any(np.asarray(net.mu_b) != 0):
