@@ -33,7 +33,8 @@ from deeplimits.conv import ConvResNet, sample_conv
 C, P, L, S, sampler = json.loads(sys.argv[1])
 net = ConvResNet(channels=C, depth=L, image_shape=(P, P), activation="tanh", sigma_b=0.2)
 img = np.linspace(-1, 1, 2 * P * P).reshape(2, 1, P, P)
-run = lambda k: sample_conv(net, img, jax.random.key(k), samples=S, sampler=sampler).block_until_ready()
+run = lambda k: sample_conv(net, img, jax.random.key(k), samples=S,
+                            sampler=sampler).block_until_ready()
 run(0)
 times = []
 for k in range(1, 4):

@@ -15,6 +15,7 @@ import errno
 import json
 import os
 import shutil
+import signal
 import tempfile
 import time
 from collections.abc import Iterator
@@ -48,18 +49,25 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
 
     The file ends with mode ``0666`` less the umask, as ``open(path, "w")`` would give it
     (the temporary file is created ``0600``, which would hide it from collaborators).
+    SIGINT and SIGTERM are held until the file is in place: an interrupt landing inside a
+    writer (h5netcdf) left its file object half-closed, and its finaliser printed a
+    traceback at exit.
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     os.close(fd)
+    held = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT, signal.SIGTERM})
     try:
         yield Path(tmp)
         os.chmod(tmp, 0o666 & ~umask())  # after writing: some writers recreate the file
         os.replace(tmp, path)
     finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
+        try:
+            if os.path.exists(tmp):
+                os.unlink(tmp)
+        finally:  # a held signal is delivered here, after the folder is consistent
+            signal.pthread_sigmask(signal.SIG_SETMASK, held)
 
 
 def save_dataset(ds: xr.Dataset, path: str | os.PathLike) -> Path:
