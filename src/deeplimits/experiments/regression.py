@@ -24,7 +24,7 @@ from deeplimits.wide.depth_flow import DEFAULT_RTOL
 from deeplimits.wide.estimators import resnet_for_kernel
 from deeplimits.wide.kernels import kernel as _kernel
 
-__all__ = ["KERNEL_MODELS", "BASELINES", "affine_residual", "fit_model", "model_rows",
+__all__ = ["KERNEL_MODELS", "BASELINES", "affine_residual", "fit_cell", "fit_model", "model_rows",
            "regression_table", "format_table"]
 
 #: kernel families of the table: settings passed to ``resnet_for_kernel``
@@ -208,6 +208,17 @@ def fit_model(split: DataSplit, model: str, *, scale: str = "quick", folds=None,
         "n_features": split.n_features, "n_available": n_available})
 
 
+def fit_cell(split: DataSplit, model: str, params: dict, seed: int) -> xr.Dataset:
+    """:func:`fit_model` with the options of a ``regression`` cell (``params``; ``time``
+    ``None`` is infinite): the one path from a cell's parameters to a fit, for the study
+    and for the table's own data splits alike."""
+    return fit_model(split, model, scale=params["scale"], folds=params["folds"],
+                     sigma_w_grid=params["sigma_w_grid"], sigma_b_grid=params["sigma_b_grid"],
+                     ridge_grid=params["ridge_grid"], steps=params["steps"],
+                     time=math.inf if params["time"] is None else params["time"],
+                     activation=params["activation"], seed=seed)
+
+
 def _cell_fit(name: str, model: str, options: dict, seed: int) -> xr.Dataset:
     """``fit_model`` of a bundled data set as a cell of the ``regression`` study, run by the
     sweep machinery (so a table can also be a sweep on a cluster)."""
@@ -283,16 +294,12 @@ def regression_table(
                "sigma_b_grid": list(cfg["sigma_b"]), "ridge_grid": list(cfg["ridge"]),
                "steps": cfg["steps"], "time": None if math.isinf(time) else time,
                "activation": activation}
-    fit_options = {"scale": scale, "folds": cfg["folds"], "sigma_w_grid": cfg["sigma_w"],
-                   "sigma_b_grid": cfg["sigma_b"], "ridge_grid": cfg["ridge"],
-                   "steps": cfg["steps"], "time": time, "activation": activation,
-                   "seed": seed}
     labels = []
     for i, dataset in enumerate(datasets):
         parts = {}
         for m in families:
             if isinstance(dataset, DataSplit):  # the user's own data: fitted here
-                parts[m] = fit_model(dataset, m, **fit_options)
+                parts[m] = fit_cell(dataset, m, options, seed)
             else:
                 parts[m] = _cell_fit(dataset, m, options, seed)
             for row in parts[m].model.values:

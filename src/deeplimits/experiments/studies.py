@@ -264,17 +264,13 @@ def _check_regression(params: dict) -> None:
 
 def _run_regression(cell: Cell) -> xr.Dataset:
     from deeplimits.data.tabular import load_split
-    from deeplimits.experiments.regression import _settings, fit_model
+    from deeplimits.experiments.regression import _settings, fit_cell
 
     p = cell.parameters
     cfg = _settings(p["scale"], p["max_samples"], None, None, None, None, None)
     split = load_split(p["dataset"], max_samples=cfg["max_samples"], test_size=p["test_size"],
                        seed=cell.seed)
-    return fit_model(split, p["model"], scale=p["scale"], folds=p["folds"],
-                     sigma_w_grid=p["sigma_w_grid"], sigma_b_grid=p["sigma_b_grid"],
-                     ridge_grid=p["ridge_grid"], steps=p["steps"],
-                     time=math.inf if p["time"] is None else p["time"],
-                     activation=p["activation"], seed=cell.seed)
+    return fit_cell(split, p["model"], p, cell.seed)
 
 
 REGRESSION = register_study(Study(
