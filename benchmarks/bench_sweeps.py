@@ -35,7 +35,11 @@ each confined to one core, against a LocalCluster of one worker confined to one 
 from a child process confined to that core), interleaved in one run. Both include the
 cluster's start, the imports and one compilation per worker; the ratio is reported with
 the per-cell overhead of each (the steady gap between arrivals, times the workers, less
-the cell's own compute time as the workers report it).
+the cell's own compute time as the workers report it), the time to the first cell (the
+cluster's start, imports and first compilation: fixed costs that both sides pay once) and
+the steady-state ratio of the intervals between arrivals. On a virtual machine the host's
+CPU steal is reported too: it varies over minutes and moves every timing with it, which is
+why the runs are interleaved and each pair's ratio is printed.
 """
 
 from __future__ import annotations
@@ -43,6 +47,7 @@ from __future__ import annotations
 import argparse
 import datetime as _dt
 import json
+import math
 import multiprocessing
 import os
 import platform
@@ -111,7 +116,17 @@ def _fair_plan(cells: int, samples: int) -> Sweep:
                  config={"width": 8, "depth": 1000, "samples": samples})
 
 
-def timed_cells(plan: Sweep, executor) -> dict:
+def _cpu_ticks() -> list[int]:
+    """The machine's cumulative CPU ticks (user, nice, system, idle, iowait, irq, softirq,
+    steal): on a virtual machine, steal is time the host gave the cores to someone else."""
+    try:
+        with open("/proc/stat") as stat:
+            return [int(v) for v in stat.readline().split()[1:9]]
+    except (OSError, ValueError):
+        return [0] * 8
+
+
+def timed_cells(plan: Sweep, executor, workers: int = 1) -> dict:
     """Wall time, the steady gap between arrivals and the mean compute time of a cell as
     measured on its worker (``Outcome.seconds``)."""
     folder = Path(tempfile.mkdtemp(prefix="bench-sweep-"))
@@ -122,14 +137,23 @@ def timed_cells(plan: Sweep, executor) -> dict:
         compute.append(outcome.seconds)
 
     try:
+        stolen = _cpu_ticks()
         start = time.perf_counter()
         report = run_sweep(plan, folder, executor=executor, progress=False, on_cell=arrived)
         seconds = time.perf_counter() - start
+        stolen = [b - a for a, b in zip(stolen, _cpu_ticks(), strict=True)]
         assert report.complete, report.failed
-        late = arrivals[len(arrivals) // 2:]
-        gaps = [b - a for a, b in zip(late, late[1:], strict=False)]
-        return {"seconds": seconds, "gap": statistics.median(gaps) if gaps else float("nan"),
-                "cell": statistics.median(compute[len(compute) // 2:])}
+        # the late half: steady state, past the cluster's start and the compilations. The
+        # mean interval over whole rounds of the N workers (from the N-th arrival on), not
+        # the median: N workers in phase arrive in bunches, and the median of bimodal
+        # intervals is biased
+        half = len(arrivals) // 2
+        late = arrivals[half:]
+        rounds = len(late) - workers
+        return {"seconds": seconds, "first": arrivals[0] - start,
+                "gap": (late[-1] - late[workers - 1]) / rounds if rounds > 0 else math.nan,
+                "cell": statistics.fmean(compute[half:]),
+                "steal": stolen[7] / max(sum(stolen), 1)}
     finally:
         shutil.rmtree(folder, ignore_errors=True)
 
@@ -154,13 +178,16 @@ def measure_fair(cells: int, samples: int, workers: int, repeats: int) -> dict:
     runs = {"one": [], "many": []}
     for _ in range(repeats):  # interleaved: outside load falls on both alike
         runs["one"].append(dask_one_core(plan))
-        runs["many"].append(timed_cells(plan, DaskExecutor(workers=workers)))
-    med = {k: {f: statistics.median(r[f] for r in v) for f in ("seconds", "gap", "cell")}
-           for k, v in runs.items()}
+        runs["many"].append(timed_cells(plan, DaskExecutor(workers=workers), workers))
+    fields = ("seconds", "first", "gap", "cell", "steal")
+    med = {k: {f: statistics.median(r[f] for r in v) for f in fields} for k, v in runs.items()}
     overhead = {"one": 1e3 * (med["one"]["gap"] - med["one"]["cell"]),
                 "many": 1e3 * (workers * med["many"]["gap"] - med["many"]["cell"])}
     return {"cells": cells, "samples": samples, "workers": workers, "runs": runs,
             "median": med, "ratio": med["one"]["seconds"] / med["many"]["seconds"],
+            "pair_ratios": [a["seconds"] / b["seconds"]
+                            for a, b in zip(runs["one"], runs["many"], strict=True)],
+            "steady_ratio": med["one"]["gap"] / med["many"]["gap"],
             "overhead_ms": overhead, "load": os.getloadavg()}
 
 
@@ -173,12 +200,17 @@ def fair_table(r: dict) -> str:
         f"of {len(r['runs']['one'])} interleaved runs.",
         "",
         f"| Dask LocalCluster ({r['cells']} cells, {r['samples']} samples) | wall (s) "
-        "| compute per cell (s) | overhead per cell (ms) |",
-        "|---|---:|---:|---:|",
-        f"| 1 worker on 1 core | {m['one']['seconds']:.1f} | {m['one']['cell']:.2f} "
-        f"| {r['overhead_ms']['one']:.0f} |",
-        f"| {n} workers, 1 core each | {m['many']['seconds']:.1f} | {m['many']['cell']:.2f} "
-        f"| {r['overhead_ms']['many']:.0f} |",
+        "| first cell in (s) | steady interval (s) | compute per cell (s) "
+        "| overhead per cell (ms) | CPU stolen by the host |",
+        "|---|---:|---:|---:|---:|---:|---:|",
+        *[f"| {label} | {m[k]['seconds']:.1f} | {m[k]['first']:.1f} | {m[k]['gap']:.2f} "
+          f"| {m[k]['cell']:.2f} | {r['overhead_ms'][k]:.0f} | {100 * m[k]['steal']:.1f}% |"
+          for k, label in (("one", "1 worker on 1 core"),
+                           ("many", f"{n} workers, 1 core each"))],
+        "",
+        f"Steady-state scale-out (interval of 1 worker / of {n}): "
+        f"{r['steady_ratio']:.2f}x. Ratio of each interleaved pair: "
+        + ", ".join(f"{q:.2f}x" for q in r["pair_ratios"]) + ".",
         "",
         f"Scale-out, {n} workers over 1: **{r['ratio']:.2f}x** (target >= 1.8x for N = 2; "
         f"{'met' if r['ratio'] >= 1.8 else 'not met'}); overhead goal <= 50 ms per cell.",
@@ -245,7 +277,7 @@ def main() -> None:
     parser.add_argument("--json", type=Path, help="write the raw timings here")
     parser.add_argument("--fair", action="store_true",
                         help="N one-core Dask workers against one (issue 17)")
-    parser.add_argument("--fair-samples", type=int, default=40000,
+    parser.add_argument("--fair-samples", type=int, default=10000,
                         help="samples per cell of --fair (>= 1 s per cell on one core)")
     parser.add_argument("--cells", type=int, default=64, help="cells of --fair")
     parser.add_argument("--workers", type=int, default=2, help="N of --fair")
