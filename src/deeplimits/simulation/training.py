@@ -20,6 +20,7 @@ from __future__ import annotations
 import dataclasses
 import functools
 import math
+import time
 from collections.abc import Sequence
 
 import equinox as eqx
@@ -225,10 +226,12 @@ class _Batch:
     rates and keys (leading cell axis; layers padded to ``pad``), and which cells they are.
 
     Stopped cells stay in the batch with frozen weights until :meth:`repacked` finds that
-    dropping them (and the layers that only they use) at least halves the work of an epoch
-    (cells x padded depth); then the batch is gathered down to the cells still training,
-    at the cost of one compilation for the new shape, at most about log2(cells x depth)
-    times. Padded layers are exact no-ops, so dropping them changes no cell's arithmetic."""
+    dropping them (and the layers that only they use) would pay: it at least halves the
+    work of an epoch (cells x padded depth), and the time it saves if the kept cells ran
+    every remaining epoch exceeds twice the compilation that the new shape costs (both
+    measured on this batch). Then the batch is gathered down to the cells still training.
+    Padded layers are exact no-ops, so the choice changes no cell's arithmetic, only speed
+    (early-stopped cells, as under SGD, gain most; cells that stop one by one, little)."""
 
     params: object
     state: object
@@ -237,12 +240,26 @@ class _Batch:
     keys: jax.Array
     cells: np.ndarray
     pad: int
+    first_epoch: float = math.nan  # seconds: the first epoch of this shape (with compiling)
+    epoch: float = math.nan  # seconds: the latest epoch
 
-    def repacked(self, active: np.ndarray, depth_of: np.ndarray, final: dict) -> _Batch:
+    def timed(self, seconds: float) -> None:
+        if math.isnan(self.first_epoch):
+            self.first_epoch = seconds
+        else:
+            self.epoch = seconds
+
+    def repacked(self, active: np.ndarray, depth_of: np.ndarray, final: dict,
+                 epochs_left: int = 0) -> _Batch:
         keep = np.flatnonzero(active[self.cells])
         pad = int(depth_of[self.cells[keep]].max()) if keep.size else 0
-        if 2 * keep.size * pad > len(self.cells) * self.pad:
-            return self
+        work = keep.size * pad / (len(self.cells) * self.pad)
+        if keep.size:
+            if work > 0.5 or math.isnan(self.epoch):
+                return self
+            compile_cost = max(self.first_epoch - self.epoch, 0.0)
+            if epochs_left * self.epoch * (1 - work) <= 2 * compile_cost:
+                return self
         host = jax.tree.map(np.asarray, self.params)
         for j, c in enumerate(self.cells):
             if not active[c]:
@@ -308,10 +325,12 @@ def train_cells(config: TrainConfig, cells: Sequence[tuple[int, int]],
     best, waited, epochs = np.full(S, np.inf), np.zeros(S, int), np.zeros(S, int)
     final: dict[int, object] = {}  # a cell's weights once it has left the batch
     for e in range(config.max_epochs):
+        started = time.perf_counter()
         new_params, new_state, value = epoch(batch.params, batch.state, batch.keys,
                                              jnp.int32(e + 1), batch.scale, batch.lr,
                                              jnp.zeros(len(batch.cells), jnp.int32), x, y)
         value = np.asarray(value, dtype=np.float64)
+        batch.timed(time.perf_counter() - started)
         finite = np.isfinite(value)
         accept = jnp.asarray(active[batch.cells] & finite)
         batch.params = select_cells(accept, new_params, batch.params)
@@ -338,7 +357,7 @@ def train_cells(config: TrainConfig, cells: Sequence[tuple[int, int]],
                                   f"{100 * config.min_improvement:g}% improvement")
         if not active.any():
             break
-        batch = batch.repacked(active, depth_of, final)
+        batch = batch.repacked(active, depth_of, final, config.max_epochs - e - 1)
     batch.repacked(np.zeros(S, bool), depth_of, final)  # every cell's final weights
     params = jax.tree.map(lambda *a: jnp.asarray(np.stack(a)),
                           *[_pad_cell(final[c], pad) for c in range(S)])
