@@ -1,5 +1,5 @@
-"""Experiments as cells of the one sweep machinery: the regression table and ``simulate``
-run as studies, and the registries that name samplers and executors."""
+"""Experiments as cells of the one sweep machinery: the regression table, ``simulate`` and
+trained networks run as studies, and the registries that name samplers and executors."""
 
 from __future__ import annotations
 
@@ -59,6 +59,31 @@ def test_simulate_as_a_study_equals_the_function(tmp_path):
     np.testing.assert_array_equal(ds.x.values, direct.x.values)
     with pytest.raises(ValueError, match="samples must be a positive integer"):
         Sweep("simulate", config={"samples": 0}).cells()
+
+
+def test_a_training_cell_as_a_study_equals_train_cells(tmp_path):
+    from deeplimits.simulation.training import TrainConfig, train_cells
+
+    sweep = Sweep("train", grid={"depth": [3, 5]}, seeds=(1,), config={"max_epochs": 3})
+    report = run_sweep(sweep, tmp_path, executor="inprocess", progress=False)
+    assert report.complete and not report.failed
+    # a cell of the study is trained alone (no padding), so it equals train_cells on it
+    direct = {L: train_cells(TrainConfig(max_epochs=3), [(L, 1)])[0] for L in (3, 5)}
+    cells = [load_dataset(p) for p in sorted(tmp_path.rglob("*.nc"))]
+    assert sorted(int(c.attrs["depth"]) for c in cells) == [3, 5]
+    for ds in cells:
+        ref = direct[int(ds.attrs["depth"])]
+        for name in ("A", "b", "delta", "loss"):
+            np.testing.assert_array_equal(ds[name].values, ref[name].values)
+        assert ds.attrs["status"] == ref.attrs["status"]
+
+
+def test_a_bad_training_cell_is_refused_before_any_work(tmp_path):
+    with pytest.raises(ValueError, match="depth must be an integer >= 1"):
+        Sweep("train", config={"depth": 0}).cells()
+    with pytest.raises(ValueError, match="optimizer must be one of"):
+        Sweep("train", config={"depth": 4, "optimizer": "lbfgs"}).cells()
+    assert not any(tmp_path.iterdir())
 
 
 def test_samplers_and_executors_are_found_by_name_in_one_registry():

@@ -311,3 +311,42 @@ SIMULATE = register_study(Study(
     _check_simulate,
     "samples of a network at fixed inputs, compared with its limit (what `deeplimits "
     "simulate` computes)", identity=_activation_identity))
+
+
+def _train_config(params: dict):
+    import dataclasses
+
+    from deeplimits.simulation.training import TrainConfig
+
+    return TrainConfig(**{f.name: params[f.name] for f in dataclasses.fields(TrainConfig)})
+
+
+def _check_train(params: dict) -> None:
+    _train_config(params)  # TrainConfig validates every field
+    depth = params["depth"]
+    if isinstance(depth, bool) or not isinstance(depth, int) or depth < 1:
+        raise ValueError(f"depth must be an integer >= 1, got {depth!r}")
+
+
+def _run_train(cell: Cell) -> xr.Dataset:
+    from deeplimits._core.provenance import provenance
+    from deeplimits.simulation.training import train_cells
+
+    ds = train_cells(_train_config(cell.parameters), [(cell.parameters["depth"], cell.seed)])[0]
+    # the results store writes the provenance (versions, time, seed, these parameters)
+    ds.attrs = {k: v for k, v in ds.attrs.items() if k not in provenance({}, 0)}
+    return ds
+
+
+def _train_defaults() -> dict:
+    import dataclasses
+
+    from deeplimits.simulation.training import TrainConfig
+
+    return {"depth": REQUIRED} | dataclasses.asdict(TrainConfig())
+
+
+TRAIN = register_study(Study(
+    "train", _run_train, _train_defaults(), _check_train,
+    "one trained FC ResNet (depth, seed and every TrainConfig field): its weights, initial "
+    "weights, loss curve and stopping status, as train_sweep writes them"))

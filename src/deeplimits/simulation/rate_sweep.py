@@ -21,8 +21,9 @@ parameter by about eta whatever its gradient, so the output moves by ``L m_L eta
 :func:`train_rate_grid` trains every (optimiser, parameterisation, depth, rate, seed) cell
 of a grid with one compiled, vmapped epoch function per group of depths: cells are padded
 with exact no-op layers as in :mod:`deeplimits.simulation.training`, and SGD and Adam cells
-share the function (each step computes the gradient and optax's Adam direction, and a
-per-cell flag picks one), so a grid costs one compilation, not one per optimiser. A cell's
+share the function (:func:`~deeplimits.simulation.training.epoch_fn` with both optimisers:
+each step computes every optimiser's direction and a per-cell index picks one), so a grid
+costs one compilation, not one per optimiser. A cell's
 initial weights and mini-batch order depend on (seed, depth) only, so the cells of one
 (depth, seed) differ by their optimiser, parameterisation and rate alone (common random
 numbers across the rate grid, which makes the loss-versus-rate curve smooth).
@@ -30,7 +31,6 @@ numbers across the rate grid, which makes the loss-versus-rate curve smooth).
 
 from __future__ import annotations
 
-import functools
 import math
 from collections.abc import Mapping, Sequence
 
@@ -38,7 +38,6 @@ import equinox as eqx
 import jax
 import jax.numpy as jnp
 import numpy as np
-import optax
 import xarray as xr
 
 from deeplimits._core.keys import seed_key
@@ -47,12 +46,11 @@ from deeplimits.data.scaling import ScalingData
 from deeplimits.simulation.training import (  # the machinery of train_cells, reused
     TrainConfig,
     depth_buckets,
+    epoch_fn,
     eval_fn,
     init_cell,
     load_data,
-    loss_fn,
     select_cells,
-    static_part,
 )
 from deeplimits.spec.trainable import init_fc_resnet
 
@@ -131,33 +129,6 @@ def _rate_table(rates, optimizers, parameterisations) -> np.ndarray:
     return out.astype(np.float64)
 
 
-@functools.lru_cache(maxsize=16)
-def _mixed_epoch_fn(activation: str, loss: str, batch_size: int, n: int):
-    """One epoch for a batch of cells (vmapped): shuffle, then a ``lax.scan`` over mini-batch
-    steps ``p <- p - lr * d`` with ``d`` the gradient (SGD cells) or optax's Adam direction
-    (Adam cells, flag ``adaptive``). Compiled once per configuration and padded depth."""
-    static, adam = static_part(activation, "none"), optax.scale_by_adam()
-    nb = n // batch_size
-
-    def one_cell(params, state, key, epoch, layer_scale, lr, adaptive, x, y):
-        perm = jax.random.permutation(jax.random.fold_in(key, epoch), n)[: nb * batch_size]
-
-        def step(carry, idx):
-            p, s = carry
-            value, grads = jax.value_and_grad(lambda q: loss_fn(
-                eqx.combine(q, static), x[idx], y[idx], loss, layer_scale))(p)
-            moment, s = adam.update(grads, s, p)
-            direction = jax.tree.map(lambda g, a: jnp.where(adaptive, a, g), grads, moment)
-            return (jax.tree.map(lambda a, u: a - lr * u, p, direction), s), value
-
-        (params, state), values = jax.lax.scan(step, (params, state),
-                                               perm.reshape(nb, batch_size))
-        return params, state, values.mean()
-
-    return (jax.jit(jax.vmap(one_cell, in_axes=(0, 0, 0, None, 0, 0, 0, None, None))),
-            adam, static)
-
-
 def train_rate_grid(config: TrainConfig, depths: Sequence[int],
                     rates: Sequence[float] | Mapping[tuple[str, str], Sequence[float]],
                     seeds: Sequence[int], *, optimizers: Sequence[str] = RATE_OPTIMIZERS,
@@ -204,7 +175,9 @@ def train_rate_grid(config: TrainConfig, depths: Sequence[int],
     loss, initial = np.full(shape, np.nan), np.full(shape, np.nan)
     diverged = np.zeros(shape, bool)
     x, y = jnp.asarray(data.x_train), jnp.asarray(data.y_train)
-    epoch, adam, _ = _mixed_epoch_fn(config.activation, config.loss, config.batch_size, n)
+    # one program for every optimiser: each cell takes its own direction (choice)
+    epoch, init_state, _ = epoch_fn(config.activation, "none", tuple(optimizers), config.loss,
+                                    config.batch_size, n)
     evaluate = eval_fn(config.activation, "none", config.loss)
     skeleton = eqx.filter(init_fc_resnet(jax.random.key(0), 1, 1, activation=config.activation,
                                          delta="none"), eqx.is_array)
@@ -217,20 +190,20 @@ def train_rate_grid(config: TrainConfig, depths: Sequence[int],
         stacked = [jnp.asarray(np.stack(a)) for a in zip(
             *[inits[(L, s)] for _, _, L, _, s in cells], strict=True)]
         params = jax.tree.unflatten(jax.tree.structure(skeleton), stacked)
-        state = jax.vmap(adam.init)(params)
+        state = init_state(params)
         scale = jnp.asarray(np.stack([
             np.where(np.arange(pad) < L, branch_multiplier(parameterisations[p], L), 0.0)
             for _, p, L, _, _ in cells]), jnp.float32)
         lr = jnp.asarray([rate_used(parameterisations[p], optimizers[o], table[o, p, r], L)
                           for o, p, L, r, _ in cells], jnp.float32)
-        adaptive = jnp.asarray([optimizers[o] != "sgd" for o, *_ in cells])
+        choice = jnp.asarray([o for o, *_ in cells], jnp.int32)
         keys = jax.random.wrap_key_data(jnp.stack([jax.random.key_data(seed_key(s, L))
                                                    for *_, L, _, s in cells]))
         start = np.asarray(evaluate(params, scale, x, y), np.float64)
         active = np.ones(len(cells), bool)
         for e in range(config.max_epochs):
             new_params, new_state, value = epoch(params, state, keys, jnp.int32(e + 1), scale,
-                                                 lr, adaptive, x, y)
+                                                 lr, choice, x, y)
             active &= np.isfinite(np.asarray(value, np.float64))  # stop at the last finite
             accept = jnp.asarray(active)
             params = select_cells(accept, new_params, params)

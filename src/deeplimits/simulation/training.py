@@ -20,6 +20,7 @@ from __future__ import annotations
 import dataclasses
 import functools
 import math
+import time
 from collections.abc import Sequence
 
 import equinox as eqx
@@ -43,7 +44,7 @@ from deeplimits.spec.trainable import (
 
 __all__ = [
     "TrainConfig", "OPTIMIZERS", "LOSSES", "load_data", "train_cells", "train_depth",
-    "depth_buckets", "train_grid", "loss_fn", "cell_losses", "train_marion"
+    "depth_buckets", "epoch_fn", "train_grid", "loss_fn", "cell_losses", "train_marion"
 ]
 
 OPTIMIZERS = ("adam", "sgd", "rmsprop")
@@ -133,35 +134,54 @@ def static_part(activation: str, delta: str):
 
 
 def _epoch_fn(config: TrainConfig, n: int):
-    return _epoch_fn_cached(config.activation, config.delta, config.optimizer, config.loss,
-                            config.batch_size, n)
+    return epoch_fn(config.activation, config.delta, (config.optimizer,), config.loss,
+                    config.batch_size, n)
 
 
 @functools.lru_cache(maxsize=32)
-def _epoch_fn_cached(activation: str, delta: str, optimizer: str, loss: str, batch_size: int,
-                     n: int):
+def epoch_fn(activation: str, delta: str, optimizers: tuple[str, ...], loss: str,
+             batch_size: int, n: int):
     """One epoch for a batch of cells (vmapped): shuffle, then a ``lax.scan`` over
-    mini-batches of gradient steps ``p <- p - lr * direction(grad)``. Compiled once per
-    configuration and shape (the padded depth)."""
-    static, direction = static_part(activation, delta), _DIRECTIONS[optimizer]()
+    mini-batches of gradient steps ``p <- p - lr * direction(grad)``, where each cell takes
+    the direction of ``optimizers[choice]`` (``choice`` a per-cell index; with one optimizer
+    it is ignored). Compiled once per configuration and shape (the padded depth).
+
+    Returns ``(epoch, init_state, static)``: ``epoch(params, state, keys, epoch_number,
+    layer_scale, lr, choice, x, y) -> (params, state, mean_loss)`` with a leading cell axis
+    on every argument but ``epoch_number``, ``x`` and ``y``; ``init_state(params)`` the
+    optimiser state of a batch of cells; ``static`` the model's non-array part."""
+    static = static_part(activation, delta)
+    directions = tuple(_DIRECTIONS[o]() for o in optimizers)
     nb = n // batch_size
 
-    def one_cell(params, opt_state, key, epoch, layer_scale, lr, x, y):
+    def update(grads, state, params, choice):
+        if len(directions) == 1:
+            return directions[0].update(grads, state, params)
+        moved = [d.update(grads, s, params) for d, s in zip(directions, state, strict=True)]
+        chosen = jax.tree.map(lambda *u: jnp.stack(u)[choice], *[u for u, _ in moved])
+        return chosen, tuple(s for _, s in moved)
+
+    def init_one(params):
+        if len(directions) == 1:
+            return directions[0].init(params)
+        return tuple(d.init(params) for d in directions)
+
+    def one_cell(params, opt_state, key, epoch, layer_scale, lr, choice, x, y):
         perm = jax.random.permutation(jax.random.fold_in(key, epoch), n)[: nb * batch_size]
 
         def step(carry, idx):
             p, s = carry
             value, grads = jax.value_and_grad(lambda q: loss_fn(
                 eqx.combine(q, static), x[idx], y[idx], loss, layer_scale))(p)
-            updates, s = direction.update(grads, s, p)
+            updates, s = update(grads, s, p, choice)
             return (jax.tree.map(lambda a, u: a - lr * u, p, updates), s), value
 
         (params, opt_state), values = jax.lax.scan(
             step, (params, opt_state), perm.reshape(nb, batch_size))
         return params, opt_state, values.mean()
 
-    return (jax.jit(jax.vmap(one_cell, in_axes=(0, 0, 0, None, 0, 0, None, None))), direction,
-            static)
+    return (jax.jit(jax.vmap(one_cell, in_axes=(0, 0, 0, None, 0, 0, 0, None, None))),
+            jax.vmap(init_one), static)
 
 
 @jax.jit
@@ -194,6 +214,67 @@ def init_cell(config: TrainConfig, depth: int, seed: int, width: int, pad: int) 
     return [_pad_layers(leaves[0], pad), _pad_layers(leaves[1], pad), *leaves[2:]]
 
 
+def _pad_cell(tree, pad: int):
+    """One cell's weights (numpy leaves, layer axis first where there is one) zero-padded to
+    ``pad`` layers."""
+    return jax.tree.map(lambda a: _pad_layers(a, pad) if a.ndim else a, tree)
+
+
+@dataclasses.dataclass
+class _Batch:
+    """The cells being trained together: their weights, optimiser states, layer factors,
+    rates and keys (leading cell axis; layers padded to ``pad``), and which cells they are.
+
+    Stopped cells stay in the batch with frozen weights until :meth:`repacked` finds that
+    dropping them (and the layers that only they use) would pay: it at least halves the
+    work of an epoch (cells x padded depth), and the time it saves if the kept cells ran
+    every remaining epoch exceeds twice the compilation that the new shape costs (both
+    measured on this batch). Then the batch is gathered down to the cells still training.
+    Padded layers are exact no-ops, so the choice changes no cell's arithmetic, only speed
+    (early-stopped cells, as under SGD, gain most; cells that stop one by one, little)."""
+
+    params: object
+    state: object
+    scale: jax.Array
+    lr: jax.Array
+    keys: jax.Array
+    cells: np.ndarray
+    pad: int
+    first_epoch: float = math.nan  # seconds: the first epoch of this shape (with compiling)
+    epoch: float = math.nan  # seconds: the latest epoch
+
+    def timed(self, seconds: float) -> None:
+        if math.isnan(self.first_epoch):
+            self.first_epoch = seconds
+        else:
+            self.epoch = seconds
+
+    def repacked(self, active: np.ndarray, depth_of: np.ndarray, final: dict,
+                 epochs_left: int = 0) -> _Batch:
+        keep = np.flatnonzero(active[self.cells])
+        pad = int(depth_of[self.cells[keep]].max()) if keep.size else 0
+        work = keep.size * pad / (len(self.cells) * self.pad)
+        if keep.size:
+            if work > 0.5 or math.isnan(self.epoch):
+                return self
+            compile_cost = max(self.first_epoch - self.epoch, 0.0)
+            if epochs_left * self.epoch * (1 - work) <= 2 * compile_cost:
+                return self
+        host = jax.tree.map(np.asarray, self.params)
+        for j, c in enumerate(self.cells):
+            if not active[c]:
+                final[int(c)] = jax.tree.map(lambda a, j=j: a[j], host)
+        if not keep.size:
+            return self
+
+        def take(a):  # the kept cells; the layer axis (1, on leaves with one) cut to pad
+            a = a[keep]
+            return a[:, :pad] if a.ndim >= 2 else a
+
+        return _Batch(jax.tree.map(take, self.params), jax.tree.map(take, self.state),
+                      take(self.scale), self.lr[keep], self.keys[keep], self.cells[keep], pad)
+
+
 def train_cells(config: TrainConfig, cells: Sequence[tuple[int, int]],
                 data: ScalingData | None = None) -> list[xr.Dataset]:
     """Train the (depth, seed) ``cells`` at once; one dataset per cell, in order.
@@ -223,43 +304,51 @@ def train_cells(config: TrainConfig, cells: Sequence[tuple[int, int]],
     width, pad, S = data.dim, max(L for L, _ in cells), len(cells)
     inits = [init_cell(config, L, s, width, pad) for L, s in cells]
     stacked = [jnp.asarray(np.stack(a)) for a in zip(*inits, strict=True)]
-    epoch, direction, static = _epoch_fn(config, data.x_train.shape[0])
+    epoch, init_state, _ = _epoch_fn(config, data.x_train.shape[0])
     skeleton = eqx.filter(init_fc_resnet(jax.random.key(0), 1, 1, activation=config.activation,
                                          delta=config.delta), eqx.is_array)
     params = jax.tree.unflatten(jax.tree.structure(skeleton), stacked)
     init_params = params
-    opt_state = jax.vmap(direction.init)(params)
-    scale = jnp.asarray(np.stack([np.where(np.arange(pad) < L, config.multiplier(L), 0.0)
-                                  for L, _ in cells]), jnp.float32)
-    lr = jnp.asarray([config.learning_rate_at(L) for L, _ in cells], jnp.float32)
-    keys = jnp.stack([jax.random.key_data(seed_key(s, int(L))) for L, s in cells])
-    keys = jax.random.wrap_key_data(keys)
+    scale_full = jnp.asarray(np.stack([np.where(np.arange(pad) < L, config.multiplier(L), 0.0)
+                                       for L, _ in cells]), jnp.float32)
+    batch = _Batch(params, init_state(params), scale_full,
+                   jnp.asarray([config.learning_rate_at(L) for L, _ in cells], jnp.float32),
+                   jax.random.wrap_key_data(jnp.stack([jax.random.key_data(seed_key(s, int(L)))
+                                                       for L, s in cells])),
+                   np.arange(S), pad)
+    depth_of = np.array([L for L, _ in cells])
     x, y = jnp.asarray(data.x_train), jnp.asarray(data.y_train)
 
     curves = np.full((S, config.max_epochs), np.nan)
     active = np.ones(S, bool)
     status, message = ["max_epochs"] * S, [""] * S
     best, waited, epochs = np.full(S, np.inf), np.zeros(S, int), np.zeros(S, int)
+    final: dict[int, object] = {}  # a cell's weights once it has left the batch
     for e in range(config.max_epochs):
-        new_params, new_state, value = epoch(params, opt_state, keys, jnp.int32(e + 1), scale,
-                                             lr, x, y)
+        started = time.perf_counter()
+        new_params, new_state, value = epoch(batch.params, batch.state, batch.keys,
+                                             jnp.int32(e + 1), batch.scale, batch.lr,
+                                             jnp.zeros(len(batch.cells), jnp.int32), x, y)
         value = np.asarray(value, dtype=np.float64)
+        batch.timed(time.perf_counter() - started)
         finite = np.isfinite(value)
-        accept = jnp.asarray(active & finite)
-        params = select_cells(accept, new_params, params)
-        opt_state = select_cells(accept, new_state, opt_state)
-        for c in np.flatnonzero(active):
-            if not finite[c]:
+        accept = jnp.asarray(active[batch.cells] & finite)
+        batch.params = select_cells(accept, new_params, batch.params)
+        batch.state = select_cells(accept, new_state, batch.state)
+        for j, c in enumerate(batch.cells):
+            if not active[c]:
+                continue
+            if not finite[j]:
                 active[c], status[c] = False, "failed"
-                message[c] = (f"non-finite training loss ({value[c]}) in epoch {e + 1}; weights "
+                message[c] = (f"non-finite training loss ({value[j]}) in epoch {e + 1}; weights "
                               f"kept from epoch {e}")
                 continue
-            curves[c, e], epochs[c] = value[c], e + 1
-            if value[c] < config.tol:
+            curves[c, e], epochs[c] = value[j], e + 1
+            if value[j] < config.tol:
                 active[c], status[c] = False, "converged"
-                message[c] = f"epoch-mean loss {value[c]:.3g} < tol {config.tol:g}"
-            elif value[c] < best[c] * (1 - config.min_improvement):
-                best[c], waited[c] = value[c], 0
+                message[c] = f"epoch-mean loss {value[j]:.3g} < tol {config.tol:g}"
+            elif value[j] < best[c] * (1 - config.min_improvement):
+                best[c], waited[c] = value[j], 0
             else:
                 waited[c] += 1
                 if waited[c] >= config.patience:
@@ -268,9 +357,13 @@ def train_cells(config: TrainConfig, cells: Sequence[tuple[int, int]],
                                   f"{100 * config.min_improvement:g}% improvement")
         if not active.any():
             break
+        batch = batch.repacked(active, depth_of, final, config.max_epochs - e - 1)
+    batch.repacked(np.zeros(S, bool), depth_of, final)  # every cell's final weights
+    params = jax.tree.map(lambda *a: jnp.asarray(np.stack(a)),
+                          *[_pad_cell(final[c], pad) for c in range(S)])
     evaluate = eval_fn(config.activation, config.delta, config.loss)
-    train_loss = np.asarray(evaluate(params, scale, x, y), np.float64)
-    test_loss = (np.asarray(evaluate(params, scale, jnp.asarray(data.x_test),
+    train_loss = np.asarray(evaluate(params, scale_full, x, y), np.float64)
+    test_loss = (np.asarray(evaluate(params, scale_full, jnp.asarray(data.x_test),
                                      jnp.asarray(data.y_test)), np.float64)
                  if data.x_test.shape[0] else np.full(S, np.nan))
     cfg = config.to_dict()
