@@ -8,6 +8,11 @@
 - ``paths``: Hayou's finite-width network at t = 1: log-norm law and ReLU occupation.
 - ``regression``: one model fitted on a bundled data set (a block of the regression table).
 - ``simulate``: samples of a network at fixed inputs against its limit (``simulate``).
+- ``train``: one trained FC ResNet (a depth, a seed and every ``TrainConfig`` field), as
+  ``train_sweep`` writes it, so that a training grid can run on Dask like any sweep
+  (``train_sweep`` itself batches the seeds of a depth group in one vmapped program: the
+  faster choice on one machine).
+- ``marion-map`` (:mod:`deeplimits.experiments.marion_maps`): Marion et al.'s maps.
 
 The network studies name their activation; since a name can be registered again with
 another function (``register_activation(..., overwrite=True)``), each cell's identity also
