@@ -277,7 +277,7 @@ def main() -> None:
     parser.add_argument("--json", type=Path, help="write the raw timings here")
     parser.add_argument("--fair", action="store_true",
                         help="N one-core Dask workers against one (issue 17)")
-    parser.add_argument("--fair-samples", type=int, default=10000,
+    parser.add_argument("--fair-samples", type=int, default=20000,
                         help="samples per cell of --fair (>= 1 s per cell on one core)")
     parser.add_argument("--cells", type=int, default=64, help="cells of --fair")
     parser.add_argument("--workers", type=int, default=2, help="N of --fair")
