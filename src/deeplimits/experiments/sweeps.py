@@ -494,9 +494,11 @@ def _signals_interrupt() -> Iterator[list[str]]:
     """While inside, SIGTERM (``kill PID``) interrupts like Ctrl-C (a ``KeyboardInterrupt``
     in the main thread), so the sweep ends its workers and says how to resume. Yields a
     list that receives the name of each signal that arrived: a ``KeyboardInterrupt`` raised
-    while Python runs a garbage-collector callback is swallowed, so the sweep also checks
-    the list after each cell."""
+    while Python runs a garbage-collector or weakref callback is swallowed, so the sweep
+    also checks the list after each cell (and such a swallowed interrupt is not printed as
+    an "Exception ignored" traceback: it is the signal, already recorded)."""
     import signal
+    import sys
     import threading
 
     received: list[str] = []
@@ -508,10 +510,18 @@ def _signals_interrupt() -> Iterator[list[str]]:
         received.append(signal.Signals(signum).name)
         raise KeyboardInterrupt
 
+    unraisable = sys.unraisablehook
+
+    def quiet_interrupt(info):
+        if not (received and issubclass(info.exc_type, KeyboardInterrupt)):
+            unraisable(info)
+
     previous = {sig: signal.signal(sig, interrupt) for sig in (signal.SIGINT, signal.SIGTERM)}
+    sys.unraisablehook = quiet_interrupt
     try:
         yield received
     finally:
+        sys.unraisablehook = unraisable
         for sig, handler in previous.items():
             signal.signal(sig, handler)
 
