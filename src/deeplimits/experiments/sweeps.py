@@ -508,6 +508,13 @@ def _signals_interrupt() -> Iterator[list[str]]:
 
     def interrupt(signum, frame):
         received.append(signal.Signals(signum).name)
+        # inside a finaliser the interrupt would be swallowed (and printed as ignored): leave
+        # it recorded, and the sweep stops after the cell in flight
+        f = frame
+        while f is not None:
+            if f.f_code.co_name == "__del__" or f.f_code.co_filename.endswith("weakref.py"):
+                return
+            f = f.f_back
         raise KeyboardInterrupt
 
     unraisable = sys.unraisablehook
