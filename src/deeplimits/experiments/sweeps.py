@@ -493,10 +493,11 @@ class SchedulerLost(ConnectionError):
 def _signals_interrupt() -> Iterator[list[str]]:
     """While inside, SIGTERM (``kill PID``) interrupts like Ctrl-C (a ``KeyboardInterrupt``
     in the main thread), so the sweep ends its workers and says how to resume. Yields a
-    list that receives the name of each signal that arrived: a ``KeyboardInterrupt`` raised
-    while Python runs a garbage-collector or weakref callback is swallowed, so the sweep
-    also checks the list after each cell (and such a swallowed interrupt is not printed as
-    an "Exception ignored" traceback: it is the signal, already recorded)."""
+    list that receives the name of each signal that arrived. A ``KeyboardInterrupt`` raised
+    inside a finaliser would be swallowed, so the handler only records a signal that lands
+    in a ``__del__`` or weakref callback, and the sweep checks the list after each cell; a
+    swallowed interrupt from any other callback (gc callbacks) is not printed as an
+    "Exception ignored" traceback, since the list already holds its signal."""
     import signal
     import sys
     import threading
