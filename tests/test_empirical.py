@@ -61,9 +61,14 @@ def test_ntk_is_the_kernel_of_gradient_descent_in_the_standard_variables():
     net = tiny("A", "tanh")
     key = jax.random.key(3)
     params = em.standard_params(net, key)
-    blocks, init = em.scaled_params(net, params).blocks, net.init(key).blocks  # float32 draws
-    for a, b in ((blocks.W, init.W), (blocks.b, init.b)):
-        np.testing.assert_allclose(a, b, rtol=1e-6, atol=1e-7)
+    for form in "ABC":  # every form's standard variables use the keys of ResNet.init
+        other = tiny(form, "tanh")
+        blocks = em.scaled_params(other, em.standard_params(other, key)).blocks
+        init = other.init(key).blocks  # float32 draws
+        for name in ("W", "b", "U"):
+            if getattr(init, name, None) is not None:
+                np.testing.assert_allclose(getattr(blocks, name), getattr(init, name),
+                                           rtol=1e-6, atol=1e-7, err_msg=f"{form}.{name}")
     theta = em.empirical_ntk(net, X, key)
     f = jax.jit(lambda p: em.network_output(net, p, X))
     jac = jax.jacrev(f)(params)

@@ -214,10 +214,10 @@ class Block(abc.ABC):
     # parameters are ``standard_layer(net, *standard_draw(net, key, draw))``.
     def standard_draw(self, net: ResNet, key, draw):
         """``(E, eps, E2)``: one block's standard variables (``E2`` ``None`` without an outer
-        weight); ``draw(key, shape)`` draws standardised noise."""
-        n = net.width
-        kw, kb = jax.random.split(key)
-        return draw(kw, (n, n)), draw(kb, (n,)), None
+        weight); ``draw(key, shape)`` draws standardised noise with the keys of
+        :meth:`draw`, so the two give the same block."""
+        eps = self._keyed_noise(net, key, draw)
+        return eps["W"], eps["b"], eps.get("U")
 
     def standard_scales(self, net: ResNet) -> tuple[float, float, float | None]:
         """``(c_W, c_b, c_U)``: the factors by which the standard variables enter a block."""
@@ -254,11 +254,16 @@ class Block(abc.ABC):
 
     def draw(self, net: ResNet, key: jax.Array, dtype) -> LayerParams:
         """Draw one layer's parameters from the network's law."""
+        return self.params(net, self._keyed_noise(
+            net, key, lambda k, shape: net.law.sample(k, shape, dtype)))
+
+    def _keyed_noise(self, net: ResNet, key: jax.Array, draw) -> dict[str, jax.Array]:
+        """One layer's standardised noise by name, key ``i`` to the ``i``-th name in sorted
+        order: the one key schedule of :meth:`draw` and :meth:`standard_draw`."""
         shapes = self.param_shapes(net)
         keys = jax.random.split(key, len(shapes))
-        eps = {name: net.law.sample(k, shape, dtype)
-               for k, (name, shape) in zip(keys, sorted(shapes.items()), strict=True)}
-        return self.params(net, eps)
+        return {name: draw(k, shape)
+                for k, (name, shape) in zip(keys, sorted(shapes.items()), strict=True)}
 
     # -- exact-in-law layer --------------------------------------------------------------
     def exact_shapes(self, net: ResNet, inputs: int) -> dict[str, tuple[int, ...]]:
@@ -537,11 +542,6 @@ class FormC(_CovarianceKernel, Block):
         V, dV = net.activation.duals(*inner)
         return (net.sigma_u**2 * V, net.sigma_u**2 * (V + inner[2] * dV),
                 net.sigma_u**2 * net.sigma_w**2 * dV)
-
-    def standard_draw(self, net, key, draw):
-        n = net.width
-        kw, kb, ku = jax.random.split(key, 3)
-        return draw(kw, (n, n)), draw(kb, (n,)), draw(ku, (n, n))
 
     def standard_scales(self, net):
         n = net.width
