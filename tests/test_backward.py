@@ -212,3 +212,23 @@ def test_a_sample_that_cannot_fit_in_memory_is_refused_before_work():
     for method in ("exact", "autodiff"):
         with pytest.raises(ValueError, match=r"needs [0-9.e+]+ GiB of working memory"):
             sample_gradients(net, x, jax.random.key(0), samples=1, method=method)
+
+
+def test_a_registered_gradient_method_is_found_by_name():
+    """Adding a gradient method touches one place: a ``GradientMethod`` subclass,
+    registered; the method object itself is accepted too."""
+    from typing import ClassVar
+
+    from deeplimits.backward import GradientMethod, register_gradient_method
+    from deeplimits.simulation.gradients import Autodiff
+
+    class Renamed(Autodiff):
+        name: ClassVar[str] = "autodiff-copy"
+
+    register_gradient_method(Renamed, overwrite=True)
+    net = ResNet(width=4, depth=3, activation="tanh", input_layer=None)
+    ref = sample_gradients(net, np.ones(4), jax.random.key(0), samples=2, method="autodiff")
+    for spec in ("AUTODIFF-COPY", Renamed()):
+        got = sample_gradients(net, np.ones(4), jax.random.key(0), samples=2, method=spec)
+        np.testing.assert_array_equal(got["grad"], ref["grad"])
+    assert issubclass(Renamed, GradientMethod)

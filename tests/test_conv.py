@@ -143,3 +143,25 @@ def test_conv_cli_writes_dataset_and_refuses_bad_input(tmp_path):
     r = runner.invoke(app, ["conv", "kernel", "--images", str(tmp_path / "flat.npy"),
                             "--out", str(tmp_path / "k.nc")])
     assert r.exit_code == 2 and "images must be" in " ".join(r.output.split())
+
+
+def test_a_registered_conv_sampler_is_found_by_name_in_any_case():
+    """Adding a conv sampler touches one place: a ``ConvSampler`` subclass, registered."""
+    from typing import ClassVar
+
+    from deeplimits.conv import ConvSampler, register_conv_sampler
+    from deeplimits.simulation.conv import ConvExact
+
+    class Renamed(ConvExact):
+        name: ClassVar[str] = "exact-copy"
+
+    register_conv_sampler(Renamed, overwrite=True)
+    net = ConvResNet(channels=2, depth=3, image_shape=(3,), sigma_b=0.2)
+    images = np.ones((1, 1, 3))
+    ref = sample_conv(net, images, jax.random.key(0), samples=3, sampler="exact")
+    for spec in ("Exact-Copy", Renamed()):
+        np.testing.assert_array_equal(
+            sample_conv(net, images, jax.random.key(0), samples=3, sampler=spec), ref)
+    assert isinstance(Renamed(), ConvSampler)
+    with pytest.raises(ValueError, match="unknown sampler 'gibbs'; choose one of"):
+        sample_conv(net, images, jax.random.key(0), samples=3, sampler="gibbs")

@@ -1,8 +1,11 @@
-"""Split from ``deeplimits.conv``."""
+"""Monte Carlo conv ResNets: independent networks (or SDE paths) at shared images, drawn
+by a :class:`ConvSampler` strategy chosen by name (dense parameters, exact-in-law layers, or
+Euler-Maruyama of the limit), plus the dense network driven by given Brownian increments."""
 
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import ClassVar
 
 import equinox as eqx
 import jax
@@ -12,14 +15,14 @@ from deeplimits._core.chunks import chunk_size as chunk_size_for
 from deeplimits._core.chunks import map_chunks
 from deeplimits._core.linalg import psd_sqrt
 from deeplimits._core.progress import progress_callback
+from deeplimits._core.registry import Registry
 from deeplimits._core.validation import check_samples
 from deeplimits.simulation.samplers import noise_per_key, run_layers
 from deeplimits.spec.conv import ConvResNet, patch_gram
 from deeplimits.spec.laws import Gaussian
 
-__all__ = ["sample_conv", "network_on_increments", "SAMPLERS"]
-
-SAMPLERS = ("dense", "exact", "sde")
+__all__ = ["sample_conv", "network_on_increments", "SAMPLERS", "ConvSampler", "ConvDense",
+           "ConvExact", "ConvEuler", "register_conv_sampler"]
 
 
 def _noise_cov(net: ConvResNet, Y: jax.Array) -> jax.Array:
@@ -42,47 +45,116 @@ def _gaussian_step(net: ConvResNet, z: jax.Array, X: jax.Array, h: float, exact:
     return form.gaussian_step(net, X, _channel_normal(cov, z, X.shape), cov, h, exact)
 
 
-def _check_sampler(net: ConvResNet, sampler: str, steps: int | None) -> int:
-    if sampler not in SAMPLERS:
-        raise ValueError(f"unknown sampler {sampler!r}; choose one of {SAMPLERS}")
-    if sampler != "dense" and not net.law.is_gaussian:
-        raise ValueError(f"the {sampler!r} sampler draws Gaussian increments; the law "
-                         f"{net.law.name!r} needs sampler='dense'")
-    if sampler == "sde" and net.scaling != "shrinking":
-        raise ValueError("the i.i.d. baseline has no limiting SDE; use scaling='shrinking'")
-    if steps is not None and sampler != "sde":
-        raise ValueError("steps applies to the 'sde' sampler only")
-    return check_samples(net.depth if steps is None else steps, "steps") \
-        if sampler == "sde" else net.depth
+class ConvSampler(eqx.Module):
+    """How :func:`sample_conv` draws one conv network's layers: a strategy registered by
+    ``name`` (:func:`register_conv_sampler`).
+
+    ``layers`` maps ``(net, k_embed, k_layers, X0 images, steps, trajectory)`` to the
+    embedded input ``X0`` ``(k, C, *S)`` and the final state ``X_T`` (with ``trajectory``,
+    also every later layer's state ``(steps, k, C, *S)``).
+    """
+
+    name: ClassVar[str]
+    gaussian_only: ClassVar[bool] = True  # draws Gaussian increments, not ``net.law``
+    exact: ClassVar[bool] = True  # Gaussian layers: exact in law, or one Euler step
+
+    def check(self, net: ConvResNet, steps: int | None) -> int:
+        """Raise ``ValueError`` if the sampler cannot draw ``net``; the number of layers
+        (or steps) it runs."""
+        if self.gaussian_only and not net.law.is_gaussian:
+            raise ValueError(f"the {self.name!r} sampler draws Gaussian increments; the law "
+                             f"{net.law.name!r} needs sampler='dense'")
+        if steps is not None:
+            raise ValueError("steps applies to the 'sde' sampler only")
+        return net.depth
+
+    def floats_per_sample(self, net: ConvResNet, k: int) -> int:
+        """Working memory of one sample (floats), without the trajectory."""
+        state = k * net.channels * net.positions
+        return (k * net.positions) ** 2 * 4 + 4 * state + state * net.patch_size
+
+    def layer_dt(self, net: ConvResNet, steps: int) -> float:
+        return net.param_dt
+
+    def layers(self, net, k_embed, k_layers, images, steps, trajectory):
+        X0 = net.embed(net.init_input_layer(k_embed, images.dtype), images)
+        shape = (images.shape[0], net.channels, *net.image_shape)
+        h = self.layer_dt(net, steps)
+        shapes = [("z", (shape[0] * net.positions, net.channels))]
+        out = run_layers(
+            lambda eps, X: _gaussian_step(net, eps["z"], X, h, exact=self.exact),
+            X0, k_layers, steps, shapes, Gaussian(), noise_per_key(shapes), trajectory)
+        return (X0, out[-1], out[1:]) if trajectory else (X0, out, None)
+
+
+class ConvDense(ConvSampler):
+    """Parameters materialised, any law: ``O(C^2 |K|)`` per layer and position."""
+
+    name: ClassVar[str] = "dense"
+    gaussian_only: ClassVar[bool] = False
+
+    def floats_per_sample(self, net, k):
+        return net.depth * (net.channels**2 * net.patch_size + net.channels) \
+            + 4 * k * net.channels * net.positions
+
+    def layers(self, net, k_embed, k_layers, images, steps, trajectory):
+        params = net.init(k_layers, images.dtype)
+        X0 = net.embed(params, images)
+
+        def layer(X, p):
+            Y = net.block(p[0], p[1], X)
+            return Y, (Y if trajectory else None)
+
+        XT, path = jax.lax.scan(layer, X0, (params.W, params.b))
+        return X0, XT, path
+
+
+class ConvExact(ConvSampler):
+    """One layer exactly in law (Gaussian law): ``O((kP)^3 + C |K| (kP)^2)`` per layer."""
+
+    name: ClassVar[str] = "exact"
+
+
+class ConvEuler(ConvSampler):
+    """Euler-Maruyama of the limiting SDE with ``steps`` steps (default ``depth``)."""
+
+    name: ClassVar[str] = "sde"
+    exact: ClassVar[bool] = False
+
+    def check(self, net, steps):
+        super().check(net, None)
+        if net.scaling != "shrinking":
+            raise ValueError("the i.i.d. baseline has no limiting SDE; use scaling='shrinking'")
+        return check_samples(net.depth if steps is None else steps, "steps")
+
+    def layer_dt(self, net, steps):
+        return net.horizon / steps
+
+
+_CONV_SAMPLERS: Registry[type[ConvSampler]] = Registry(
+    "sampler", lambda cls: cls.name, case_sensitive=False)
+
+
+def register_conv_sampler(sampler: type[ConvSampler], *,
+                          overwrite: bool = False) -> type[ConvSampler]:
+    """Make a :class:`ConvSampler` subclass available by its ``name`` in
+    :func:`sample_conv`."""
+    return _CONV_SAMPLERS.register(sampler, overwrite=overwrite)
+
+
+for _sampler in (ConvDense, ConvExact, ConvEuler):
+    register_conv_sampler(_sampler)
+SAMPLERS = tuple(_CONV_SAMPLERS.all())  # the built-in names
 
 
 @eqx.filter_jit
-def _run_chunk(net: ConvResNet, images, keys, sampler: str, steps: int, trajectory: bool,
-               output: str):
-    shape = (images.shape[0], net.channels, *net.image_shape)
-    dtype = images.dtype
-    h = net.horizon / steps if sampler == "sde" else net.param_dt
-
+def _run_chunk(net: ConvResNet, images, keys, sampler: ConvSampler, steps: int,
+               trajectory: bool, output: str):
     def one(key):
         k_embed, k_layers, k_out = jax.random.split(key, 3)
-        if sampler == "dense":
-            params = net.init(k_layers, dtype)
-            X0 = net.embed(params, images)
-
-            def layer(X, p):
-                Y = net.block(p[0], p[1], X)
-                return Y, (Y if trajectory else None)
-
-            XT, path = jax.lax.scan(layer, X0, (params.W, params.b))
-        else:
-            X0 = net.embed(net.init_input_layer(k_embed, dtype), images)
-            shapes = [("z", (shape[0] * net.positions, net.channels))]
-            out = run_layers(
-                lambda eps, X: _gaussian_step(net, eps["z"], X, h, exact=sampler == "exact"),
-                X0, k_layers, steps, shapes, Gaussian(), noise_per_key(shapes), trajectory)
-            XT, path = (out[-1], out[1:]) if trajectory else (out, None)
+        X0, XT, path = sampler.layers(net, k_embed, k_layers, images, steps, trajectory)
         if output == "readout":
-            return net.output(net.law.sample(k_out, net.readout_shape(), dtype), XT)
+            return net.output(net.law.sample(k_out, net.readout_shape(), images.dtype), XT)
         return jnp.concatenate([X0[None], path]) if trajectory else XT
 
     return jax.vmap(one)(keys)
@@ -94,7 +166,7 @@ def sample_conv(
     key: jax.Array,
     *,
     samples: int,
-    sampler: str = "dense",
+    sampler: str | ConvSampler = "dense",
     steps: int | None = None,
     trajectory: bool = False,
     output: str = "state",
@@ -112,7 +184,8 @@ def sample_conv(
             not depend on ``chunk_size``.
         sampler: ``"dense"`` (parameters materialised, any law), ``"exact"`` (one layer
             exactly in law, Gaussian law, ``O((kP)^3 + C |K| (kP)^2)`` per layer), or
-            ``"sde"`` (Euler-Maruyama of the limit with ``steps`` steps, default ``depth``).
+            ``"sde"`` (Euler-Maruyama of the limit with ``steps`` steps, default ``depth``),
+            any name given to :func:`register_conv_sampler`, or a :class:`ConvSampler`.
         trajectory: return every layer's state.
         output: ``"state"`` or ``"readout"`` (the network output with a random readout).
         dtype: float type of the simulation (float32 by default).
@@ -124,23 +197,21 @@ def sample_conv(
         *image_shape)``; with ``output="readout"`` ``(samples, k)``.
     """
     samples = check_samples(samples)
-    steps = _check_sampler(net, sampler, steps)
+    strategy = sampler if isinstance(sampler, ConvSampler) else _CONV_SAMPLERS.get(sampler)()
+    steps = strategy.check(net, steps)
     if output not in ("state", "readout"):
         raise ValueError(f"output must be 'state' or 'readout', got {output!r}")
     if output == "readout" and trajectory:
         raise ValueError("trajectory=True returns states; it cannot be combined with readout")
     images = net.check_images(images, dtype)
     k = images.shape[0]
-    state = k * net.channels * net.positions
-    per = net.depth * (net.channels**2 * net.patch_size + net.channels) + 4 * state \
-        if sampler == "dense" else (k * net.positions) ** 2 * 4 + 4 * state \
-        + state * net.patch_size
+    per = strategy.floats_per_sample(net, k)
     if trajectory:
-        per += (steps + 1) * state
+        per += (steps + 1) * k * net.channels * net.positions
     size = chunk_size_for(chunk_size, samples, per)
-    with progress_callback(progress, samples, f"conv {sampler} sampler") as advance:
+    with progress_callback(progress, samples, f"conv {strategy.name} sampler") as advance:
         return map_chunks(
-            lambda keys: _run_chunk(net, images, keys, sampler, steps, trajectory, output),
+            lambda keys: _run_chunk(net, images, keys, strategy, steps, trajectory, output),
             jax.random.split(key, samples), size, advance)
 
 

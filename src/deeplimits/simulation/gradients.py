@@ -31,6 +31,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable, Sequence
+from typing import ClassVar
 
 import equinox as eqx
 import jax
@@ -50,11 +51,10 @@ from deeplimits.spec.networks import ResNet, ResNetParams
 
 __all__ = [
     "METHODS", "LOSSES", "get_loss", "check_method", "sample_gradients", "sample_gradients_sweep",
+    "GradientMethod", "Autodiff", "JointSDE", "ExactGradients", "register_gradient_method",
+    "get_gradient_method",
     "orthonormal_rows", "jacobian_moment_identity", "jacobian_log_norm_law"
 ]
-
-METHODS = ("autodiff", "sde", "exact")
-
 
 OUTPUTS = ("x", "jvp", "grad", "weight_grad_sq", "bias_grad_sq")
 
@@ -266,23 +266,68 @@ def _sde_one(net: ResNet, loss, x, U, key, steps: int):
     return {"x": XL, "jvp": TL, "grad": G0, "weight_grad_sq": w_sq, "bias_grad_sq": b_sq}
 
 
-@eqx.filter_jit
-def _dense_chunk(method: str, net: ResNet, loss, x, U, keys, steps: int):
-    if method == "autodiff":
-        one = lambda k: _autodiff_one(net, loss, x, U, k)
-    else:
-        one = lambda k: _sde_one(net, loss, x, U, k, steps)
-    return jax.vmap(one)(keys)
+class GradientMethod(eqx.Module):
+    """How :func:`sample_gradients` differentiates one network: a strategy registered by
+    ``name`` (:func:`register_gradient_method`)."""
+
+    name: ClassVar[str]
+
+    def check(self, net: ResNet) -> None:
+        """Raise ``ValueError`` if the method cannot differentiate ``net``."""
+        if net.input_layer is not None:
+            raise ValueError("gradients are taken with respect to x_0: use a network "
+                             "without an input layer (input_layer=None)")
+
+    def layers(self, net: ResNet, steps: int) -> int:
+        """Layers (or steps) one sample runs through."""
+        return net.depth
+
+    def floats_per_sample(self, net: ResNet, k: int, length: int) -> int:
+        """Working memory of one sample (floats) over ``length`` layers."""
+        n = net.width
+        return (2 + k) * length * (n * n + n) + 4 * k * n * length
+
+    def chunk_fn(self, net: ResNet, loss, x, U, steps: int, conditioned: bool):
+        """``keys (c,) -> outputs of c samples`` (one compiled program per shape)."""
+        return lambda keys: _dense_chunk(self, net, loss, x, U, keys, steps)
+
+    def one(self, net: ResNet, loss, x, U, key, steps: int):
+        raise NotImplementedError
 
 
-def check_method(net: ResNet, method: str) -> None:
-    """Raise ``ValueError`` if ``method`` cannot differentiate ``net``."""
-    if method not in METHODS:
-        raise ValueError(f"unknown method {method!r}; choose one of {METHODS}")
-    if net.input_layer is not None:
-        raise ValueError("gradients are taken with respect to x_0: use a network without "
-                         "an input layer (input_layer=None)")
-    if method == "exact":
+class Autodiff(GradientMethod):
+    """``jax.jvp`` / ``jax.vjp`` through a dense network: the reference (any law, form)."""
+
+    name: ClassVar[str] = "autodiff"
+
+    def one(self, net, loss, x, U, key, steps):
+        return _autodiff_one(net, loss, x, U, key)
+
+
+class JointSDE(GradientMethod):
+    """Euler-Maruyama of the joint SDE of ``(X, J u)`` and its adjoint (forms A, B)."""
+
+    name: ClassVar[str] = "sde"
+
+    def check(self, net):
+        super().check(net)
+        net.sde()  # the i.i.d. baseline has no limit: raises
+        net.block.brownian_shapes(net)  # form C has no pathwise (Jacobian) SDE: raises
+
+    def layers(self, net, steps):
+        return steps
+
+    def one(self, net, loss, x, U, key, steps):
+        return _sde_one(net, loss, x, U, key, steps)
+
+
+class ExactGradients(GradientMethod):
+    """The joint forward-backward sampler, exact in law (Gaussian law, ``M = None``)."""
+
+    name: ClassVar[str] = "exact"
+
+    def check(self, net):
+        super().check(net)
         if not net.law.is_gaussian:
             raise ValueError(f"the exact sampler is exact only for Gaussian parameters, not "
                              f"law={net.law.name!r}; use method='autodiff'")
@@ -290,16 +335,50 @@ def check_method(net: ResNet, method: str) -> None:
             raise ValueError("the exact gradient sampler needs M=None (a mean weight matrix "
                              "costs O(n^2) per layer); use method='autodiff'")
         net.block.tangent_columns(net.width)  # raises for forms without an exact step (C)
-    if method == "sde":
-        net.sde()  # the i.i.d. baseline has no limit: raises
-        net.block.brownian_shapes(net)  # form C has no pathwise (Jacobian) SDE: raises
 
+    def layers(self, net, steps):
+        # scans run a power-of-two number of layers, so nearby depths share a compilation
+        return 1 << (net.depth - 1).bit_length()
 
-def _floats_per_sample(net: ResNet, method: str, k: int, length: int) -> int:
-    n = net.width
-    if method == "exact":
+    def floats_per_sample(self, net, k, length):
+        n = net.width
         return length * (3 * k * n + 2 * k * (n + 1)) + 8 * k * n
-    return (2 + k) * length * (n * n + n) + 4 * k * n * length
+
+    def chunk_fn(self, net, loss, x, U, steps, conditioned):
+        layer, depth = _ExactLayer.of(net, conditioned), jnp.asarray(net.depth)
+        length = self.layers(net, steps)
+        return lambda keys: _exact_chunk(layer, loss, x, U, keys, depth, length)
+
+
+_METHODS: Registry[type[GradientMethod]] = Registry(
+    "method", lambda cls: cls.name, case_sensitive=False)
+
+
+def register_gradient_method(method: type[GradientMethod], *,
+                             overwrite: bool = False) -> type[GradientMethod]:
+    """Make a :class:`GradientMethod` subclass available by its ``name``
+    (``sample_gradients(..., method=name)``)."""
+    return _METHODS.register(method, overwrite=overwrite)
+
+
+for _method in (Autodiff, JointSDE, ExactGradients):
+    register_gradient_method(_method)
+METHODS = tuple(_METHODS.all())  # the built-in names
+
+
+def get_gradient_method(spec: str | GradientMethod) -> GradientMethod:
+    """A registered method by name (``"exact"``, ``"autodiff"``, ``"sde"``), or ``spec``."""
+    return spec if isinstance(spec, GradientMethod) else _METHODS.get(spec)()
+
+
+@eqx.filter_jit
+def _dense_chunk(method: GradientMethod, net: ResNet, loss, x, U, keys, steps: int):
+    return jax.vmap(lambda k: method.one(net, loss, x, U, k, steps))(keys)
+
+
+def check_method(net: ResNet, method: str | GradientMethod) -> None:
+    """Raise ``ValueError`` if ``method`` cannot differentiate ``net``."""
+    get_gradient_method(method).check(net)
 
 
 def _tangents(u, k: int, n: int, dtype) -> jax.Array:
@@ -318,7 +397,7 @@ def sample_gradients(
     key: jax.Array,
     *,
     samples: int,
-    method: str = "exact",
+    method: str | GradientMethod = "exact",
     loss: str | Callable = "sin",
     u=None,
     steps: int | None = None,
@@ -334,7 +413,8 @@ def sample_gradients(
         x: inputs ``(k, n)`` (a 1-D array is one input), sharing each sample's parameters.
         key: JAX key; sample ``s`` uses ``jax.random.split(key, samples)[s]``.
         samples: number of independent networks (or Brownian paths).
-        method: ``"exact"`` (default), ``"autodiff"`` or ``"sde"``.
+        method: ``"exact"`` (default), ``"autodiff"``, ``"sde"``, a name given to
+            :func:`register_gradient_method`, or a :class:`GradientMethod`.
         loss: a name in :data:`LOSSES` (``"sin"``: ``sum_i sin(x_i)``) or a callable
             ``R^n -> R``, applied to each input's output separately.
         u: tangent direction(s), ``(n,)`` or ``(k, n)``; default ``ones(n) / sqrt(n)``.
@@ -350,7 +430,8 @@ def sample_gradients(
         ``{"x", "jvp", "grad"}`` of shape ``(samples, k, n)`` and ``{"weight_grad_sq",
         "bias_grad_sq"}`` of shape ``(samples, k)`` (see the module docstring).
     """
-    check_method(net, method)
+    strategy = get_gradient_method(method)
+    strategy.check(net)
     samples = check_samples(samples)
     loss_fn = get_loss(loss)
     steps = check_samples(net.depth if steps is None else steps, "steps")
@@ -358,25 +439,16 @@ def sample_gradients(
     k, n = x.shape
     U = _tangents(u, k, n, dtype)
     keys = jax.random.split(key, samples)
-    if method == "exact":
-        # scans run a power-of-two number of layers, so nearby depths share a compilation
-        length = 1 << (net.depth - 1).bit_length()
-        layer, depth = _ExactLayer.of(net, conditioned), jnp.asarray(net.depth)
-        per_sample = _floats_per_sample(net, method, k, length)
-        check_sample_fits(per_sample, jnp.dtype(dtype).itemsize,
-                          f"the exact gradient sampler at depth {net.depth} (its forward "
-                          f"pass keeps O(width x depth) numbers for the backward pass; use a "
-                          f"smaller depth, or method='sde' with fewer steps)")
-        size = chunk_size_for(chunk_size, samples, per_sample)
-        chunk_fn = lambda c: _exact_chunk(layer, loss_fn, x, U, c, depth, length)
-    else:
-        length = net.depth if method == "autodiff" else steps
-        per_sample = _floats_per_sample(net, method, k, length)
-        check_sample_fits(per_sample, jnp.dtype(dtype).itemsize,
-                          f"the {method} gradient sampler over {length} layers")
-        size = chunk_size_for(chunk_size, samples, per_sample)
-        chunk_fn = lambda c: _dense_chunk(method, net, loss_fn, x, U, c, steps)
-    with progress_callback(progress, samples, f"{method} gradients") as advance:
+    length = strategy.layers(net, steps)
+    per_sample = strategy.floats_per_sample(net, k, length)
+    what = (f"the exact gradient sampler at depth {net.depth} (its forward pass keeps "
+            f"O(width x depth) numbers for the backward pass; use a smaller depth, or "
+            f"method='sde' with fewer steps)" if isinstance(strategy, ExactGradients)
+            else f"the {strategy.name} gradient sampler over {length} layers")
+    check_sample_fits(per_sample, jnp.dtype(dtype).itemsize, what)
+    size = chunk_size_for(chunk_size, samples, per_sample)
+    chunk_fn = strategy.chunk_fn(net, loss_fn, x, U, steps, conditioned)
+    with progress_callback(progress, samples, f"{strategy.name} gradients") as advance:
         return map_chunks(chunk_fn, keys, size, advance)
 
 
@@ -411,7 +483,8 @@ def sample_gradients_sweep(
     k, n = x.shape
     U = _tangents(u, k, n, dtype)
     length = max(net.depth for net in nets)
-    size = chunk_size_for(chunk_size, samples, _floats_per_sample(nets[0], "exact", k, length))
+    size = chunk_size_for(chunk_size, samples,
+                          ExactGradients().floats_per_sample(nets[0], k, length))
     out = []
     with progress_callback(progress, samples * len(nets), "exact gradients") as advance:
         for i, net in enumerate(nets):
