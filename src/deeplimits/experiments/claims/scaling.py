@@ -67,6 +67,17 @@ LEVEL = 0.95
 _SLOPE_VARS = ("slope", "lo", "hi")
 
 
+
+def _geometric_row_mean(values: np.ndarray) -> np.ndarray:
+    """Geometric mean over seeds (axis 1) of the finite positive entries; NaN for a depth
+    with none (no cell there converged), without numpy's empty-slice warning."""
+    logs = np.log(np.where(values > 0, values, np.nan))
+    ok = np.isfinite(logs)
+    count = ok.sum(axis=1)
+    total = np.where(ok, logs, 0.0).sum(axis=1)
+    return np.exp(np.divide(total, count, out=np.full(count.shape, np.nan),
+                            where=count > 0))
+
 def _slope_vars(slopes: dict[str, SlopeFit], prefix: str = "") -> dict:
     names = list(slopes)
     return {f"{prefix}{v}": ((f"{prefix}fitted",), np.array([getattr(slopes[n], v) for n in names]))
@@ -461,8 +472,7 @@ def _trained_sweep(activation: str, delta: str, dataset: str, expected: str):
         ticks = depth[:: max(1, len(depth) // 8)]  # a readable subset on long grids
         for p in ds.protocol.values:
             for stat in ("BranchSize", "Roughness", "Hurst"):
-                v = np.exp(np.nanmean(np.log(ds.value.sel(protocol=p, statistic=stat).values),
-                                      axis=1))
+                v = _geometric_row_mean(ds.value.sel(protocol=p, statistic=stat).values)
                 slope = float(ds.fit_slope.sel(protocol=p, fitted=stat))
                 if not (np.isfinite(v).sum() >= 2 and math.isfinite(slope)):
                     continue
