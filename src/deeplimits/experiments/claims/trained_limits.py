@@ -546,7 +546,8 @@ register(Claim("T3-trained", "Trained-limit equations on a trained sweep [measur
                "networks with a shared delta trained by the T1 protocol (Adam, synthetic ODE "
                "data, each cell to its stopping rule) do NOT approach the limit ODE extracted "
                "from their partner at twice the depth once L >= 16: the sup error of the hidden "
-               "states and of the backpropagated gradients stays flat (a few percent of the "
-               "states' motion), whereas networks rebuilt from the same limits converge",
-               "trained_scaling.md §7.2 [measured]; issue 15 item 3", _trained_compute,
+               "states stays flat (a few percent of the states' motion; the backpropagated "
+               "gradients' error is reported, too rough to judge), whereas networks rebuilt "
+               "from the same limits converge",
+               "trained_scaling.md §7.2 [measured]", _trained_compute,
                _trained_plot, control=TRAINED_CONTROL))
