@@ -149,12 +149,11 @@ def test_rebuilt_networks_use_the_solvers_interpolation_of_the_limit_weights():
     # the outer half intervals), or the control would converge to a different equation
     import jax.numpy as jnp
 
-    from deeplimits.experiments.claims.trained_limits import _midpoint_values
-    from deeplimits.simulation.trained_limits import _midpoint_path
+    from deeplimits.simulation.trained_limits import _midpoint_path, midpoint_values
 
     values = np.random.default_rng(0).standard_normal((6, 2, 3))
     t = np.array([0.0, 0.03, 0.25, 0.5, 0.61, 0.97, 1.0])
     path = _midpoint_path(jnp.asarray(values))
     expected = np.stack([np.asarray(path.evaluate(ti)) for ti in t])
-    np.testing.assert_allclose(_midpoint_values(values, t), expected, rtol=1e-12, atol=1e-12)
-    assert np.allclose(_midpoint_values(values, t[:1]), values[:1])  # flat near t = 0
+    np.testing.assert_allclose(midpoint_values(values, t), expected, rtol=1e-12, atol=1e-12)
+    assert np.allclose(midpoint_values(values, t[:1]), values[:1])  # flat near t = 0

@@ -60,7 +60,7 @@ from deeplimits.spec.trainable import trend_noise
 
 __all__ = [
     "network_paths", "OdeLimit", "ode_limit", "solve_limit_ode", "SdeLimit", "sde_limit",
-    "solve_limit_sde", "sup_errors", "brownian_weights",
+    "solve_limit_sde", "sup_errors", "brownian_weights", "midpoint_values",
 ]
 
 
@@ -194,6 +194,13 @@ def _midpoint_path(values: jax.Array) -> diffrax.LinearInterpolation:
     ts = jnp.concatenate([jnp.zeros(1), (jnp.arange(G) + 0.5) / G, jnp.ones(1)])
     ys = jnp.concatenate([values[:1], values, values[-1:]])
     return diffrax.LinearInterpolation(ts=ts, ys=ys)
+
+
+def midpoint_values(values, t) -> np.ndarray:
+    """Interval values (G, ...) at times ``t`` (m,), as :func:`solve_limit_ode` sees them
+    (linear between interval midpoints, constant on the outer half intervals): (m, ...)."""
+    path = _midpoint_path(jnp.asarray(values, jnp.float64))
+    return np.asarray(jax.vmap(path.evaluate)(jnp.asarray(t, jnp.float64)))
 
 
 @functools.lru_cache(maxsize=16)

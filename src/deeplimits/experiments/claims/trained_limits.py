@@ -61,9 +61,11 @@ from deeplimits.experiments.claims._base import (
     register,
     with_verdict,
 )
+from deeplimits.experiments.claims.scaling import ANALYSED
 from deeplimits.experiments.figures import figure, loglog_fit
 from deeplimits.simulation.trained_limits import (
     brownian_weights,
+    midpoint_values,
     network_paths,
     ode_limit,
     sde_limit,
@@ -365,25 +367,11 @@ TRAINED_PROTOCOL = {"activation": "tanh", "delta": "shared", "data": "synthetic"
 TRAINED_JUDGED = {"quick": (16, 20, 24, 32, 40, 48, 64),
                   "full": (16, 20, 24, 32, 40, 48, 64, 80, 96, 128)}
 
-#: Statuses of cells stopped by a rule (as the T1 studies): others are reported, not judged.
-STOPPED = ("converged", "plateau")
-
 TRAINED_CONTROL = Control("rebuilt from the limit", "each judged network replaced by the "
                           "depth-L discretisation of its partner's limit, A_k = L^-beta "
                           "A-bar((k+1/2)/L), b likewise, delta = delta-bar L^(beta-1): a "
                           "sequence that does converge (Euler 1/L, tanh remainder L^-2beta), "
                           "judged by the same code, must not be called flat")
-
-
-def _midpoint_values(values: np.ndarray, t: np.ndarray) -> np.ndarray:
-    """Interval values (G, ...) at times ``t`` by the interpolation of
-    :func:`~deeplimits.simulation.trained_limits.solve_limit_ode` (linear between interval
-    midpoints, constant on the outer half intervals)."""
-    G = values.shape[0]
-    mid = (np.arange(G) + 0.5) / G
-    flat = values.reshape(G, -1)
-    return np.stack([np.interp(t, mid, flat[:, j]) for j in range(flat.shape[1])],
-                    axis=-1).reshape((len(t),) + values.shape[1:])
 
 
 def _trained_compute(scale: str, seed: int) -> xr.Dataset:
@@ -406,7 +394,7 @@ def _trained_compute(scale: str, seed: int) -> xr.Dataset:
     cells = {(int(c.attrs["depth"]), int(c.attrs["seed"])): c
              for c in train_grid(config, depths, seeds, data, bucket_ratio=2.0)}
     status = np.array([[cells[(L, s)].attrs["status"] for s in seeds] for L in depths])
-    ok = {k: c.attrs["status"] in STOPPED for k, c in cells.items()}
+    ok = {k: c.attrs["status"] in ANALYSED for k, c in cells.items()}
 
     def weights(c, sfx=""):
         return (c[f"A{sfx}"].values.astype(np.float64), c[f"b{sfx}"].values.astype(np.float64),
@@ -438,8 +426,8 @@ def _trained_compute(scale: str, seed: int) -> xr.Dataset:
     rebuilt = []
     for (L, _), lim in zip(pairs, limits["trained"], strict=True):
         mid = (np.arange(L) + 0.5) / L
-        rebuilt.append((L ** -b_hat * _midpoint_values(lim.A, mid),
-                        L ** -b_hat * _midpoint_values(lim.b, mid),
+        rebuilt.append((L ** -b_hat * midpoint_values(lim.A, mid),
+                        L ** -b_hat * midpoint_values(lim.b, mid),
                         np.full(L, lim.delta * L ** (b_hat - 1.0))))
     A, b, d = _stack(nets + rebuilt, judged[-1])
     h, p = network_paths(A, b, d, np.concatenate([xs] * 2), np.concatenate([ys] * 2),
