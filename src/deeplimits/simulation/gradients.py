@@ -287,6 +287,10 @@ class GradientMethod(eqx.Module):
         n = net.width
         return (2 + k) * length * (n * n + n) + 4 * k * n * length
 
+    def memory_subject(self, net: ResNet, length: int) -> str:
+        """What a too-large sample is named in the memory check's error."""
+        return f"the {self.name} gradient sampler over {length} layers"
+
     def chunk_fn(self, net: ResNet, loss, x, U, steps: int, conditioned: bool):
         """``keys (c,) -> outputs of c samples`` (one compiled program per shape)."""
         return lambda keys: _dense_chunk(self, net, loss, x, U, keys, steps)
@@ -343,6 +347,11 @@ class ExactGradients(GradientMethod):
     def floats_per_sample(self, net, k, length):
         n = net.width
         return length * (3 * k * n + 2 * k * (n + 1)) + 8 * k * n
+
+    def memory_subject(self, net, length):
+        return (f"the exact gradient sampler at depth {net.depth} (its forward pass keeps "
+                f"O(width x depth) numbers for the backward pass; use a smaller depth, or "
+                f"method='sde' with fewer steps)")
 
     def chunk_fn(self, net, loss, x, U, steps, conditioned):
         layer, depth = _ExactLayer.of(net, conditioned), jnp.asarray(net.depth)
@@ -441,11 +450,8 @@ def sample_gradients(
     keys = jax.random.split(key, samples)
     length = strategy.layers(net, steps)
     per_sample = strategy.floats_per_sample(net, k, length)
-    what = (f"the exact gradient sampler at depth {net.depth} (its forward pass keeps "
-            f"O(width x depth) numbers for the backward pass; use a smaller depth, or "
-            f"method='sde' with fewer steps)" if isinstance(strategy, ExactGradients)
-            else f"the {strategy.name} gradient sampler over {length} layers")
-    check_sample_fits(per_sample, jnp.dtype(dtype).itemsize, what)
+    check_sample_fits(per_sample, jnp.dtype(dtype).itemsize,
+                      strategy.memory_subject(net, length))
     size = chunk_size_for(chunk_size, samples, per_sample)
     chunk_fn = strategy.chunk_fn(net, loss_fn, x, U, steps, conditioned)
     with progress_callback(progress, samples, f"{strategy.name} gradients") as advance:

@@ -67,7 +67,6 @@ LEVEL = 0.95
 _SLOPE_VARS = ("slope", "lo", "hi")
 
 
-
 def _geometric_row_mean(values: np.ndarray) -> np.ndarray:
     """Geometric mean over seeds (axis 1) of the finite positive entries; NaN for a depth
     with none (no cell there converged), without numpy's empty-slice warning."""
@@ -77,6 +76,7 @@ def _geometric_row_mean(values: np.ndarray) -> np.ndarray:
     total = np.where(ok, logs, 0.0).sum(axis=1)
     return np.exp(np.divide(total, count, out=np.full(count.shape, np.nan),
                             where=count > 0))
+
 
 def _slope_vars(slopes: dict[str, SlopeFit], prefix: str = "") -> dict:
     names = list(slopes)
