@@ -283,7 +283,8 @@ def dead_orthant_study(widths: Sequence[int], depths: Sequence[int], *, samples:
     depth, with its binomial standard error.
 
     ``iid=True``: the same layers without the ``1/L`` variance scaling (horizon ``T = L``,
-    every layer's weights ``N(0, sigma_w^2/n)``), whose collapse does not vanish with depth.
+    every layer's weights ``N(0, sigma_w^2/n)``), whose collapse does not vanish with depth;
+    run in float64 (on that horizon float32 squares of the norm underflow).
     """
     widths = positive_ints(widths, "widths")
     depths = positive_ints(depths, "depths")
@@ -294,8 +295,11 @@ def dead_orthant_study(widths: Sequence[int], depths: Sequence[int], *, samples:
     for i, n in enumerate(widths):
         for j, L in enumerate(depths):
             net = hayou_resnet(n, L, "relu", input_dim=1, horizon=float(L) if iid else 1.0)
+            # the i.i.d. twin runs to horizon L, where the post-activation norm falls like
+            # e^{-L/(2n)}: in float32 its square underflows (a fake death), so float64
             ds = simulate_paths(net, [1.0], jax.random.fold_in(key, 10_000 * i + j),
-                                samples=samples, keep_state=True, progress=progress)
+                                samples=samples, keep_state=True, progress=progress,
+                                dtype=jnp.float64 if iid else jnp.float32)
             lp = ds.log_phi_norm.isel(input=0).values
             dead0, live = ~np.isfinite(lp[:, 0]), np.isfinite(lp[:, 0])
             dead_start[i, j] = dead0.sum()

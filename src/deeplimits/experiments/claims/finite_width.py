@@ -419,13 +419,14 @@ def plot_regime(ds: xr.Dataset):
             title="long run: rate -> -1/(2n)")
     ax2.legend(fontsize=6)
     for n in ds.run_width.values:
-        ax3.plot(ds.run_horizon, ds.run_single_active.sel(run_width=n), "o-",
-                 label=f"P(N_t = 1), n = {n}")
-    for h in ds.horizon.values:
-        ax3.plot(w, ds.active_fraction.sel(horizon=h), "s--", ms=3,
-                 label=f"E N_t / n, t = {h:g} (x: width)")
-    ax3.set(xlabel="t (P) / width (E N_t / n)", ylim=(0, 1.05),
-            title="active count: N_t -> 1")
+        # the horizon study (t = 1, ...) and the long-run study (t1, t2): one law, one curve
+        t = [*ds.horizon.values, *ds.run_horizon.values]
+        p = [*ds.single_active.sel(width=n).values, *ds.run_single_active.sel(run_width=n).values]
+        f = [*ds.active_fraction.sel(width=n).values,
+             *ds.run_active_fraction.sel(run_width=n).values]
+        line = ax3.plot(t, p, "o-", label=f"P(N_t = 1), n = {n}")
+        ax3.plot(t, f, "s--", ms=3, color=line[0].get_color(), label=f"E N_t / n, n = {n}")
+    ax3.set(xlabel="t", ylim=(0, 1.05), title="active count: N_t -> 1")
     ax3.legend(fontsize=6)
     return fig
 
