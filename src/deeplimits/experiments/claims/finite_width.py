@@ -392,41 +392,49 @@ def _regime_compute(scale: str, seed: int) -> xr.Dataset:
 
 
 def plot_regime(ds: xr.Dataset):
+    """W3's figure from its dataset; a plain :func:`regime_study` dataset (the CLI's) draws
+    the same panels from its own widths and horizons."""
     fig, (ax1, ax2, ax3) = figure(3, width=4.4)
     w = ds.width.values
-    sw = ds.sign_width.values
-    one = ds.isel(sign_horizon=0)
-    lo = one.sign_direct - one.sign_direct_lo + one.sign_direct_bound
-    ax1.errorbar(sw, one.sign_direct, lo, fmt="o", label="t = 1 (sign study)")
-    for h in ds.horizon.values[1:]:
+    later = ds.horizon.values
+    if "sign_width" in ds:  # the claim: t = 1 from the sign study
+        one = ds.isel(sign_horizon=0)
+        ax1.errorbar(ds.sign_width, one.sign_direct,
+                     one.sign_direct - one.sign_direct_lo + one.sign_direct_bound, fmt="o",
+                     label="t = 1 (sign study)")
+        later = later[later > 1]
+    for h in later:
         cell = ds.sel(horizon=h)
         err = (cell.direct - cell.direct_lo + cell.direct_bound) / h
         ax1.errorbar(w + 0.1, cell.direct / h, err, fmt="s", ms=3, label=f"t = {h:g}")
     ax1.plot(w, ds.initial_drift, "k_", ms=14, mew=2, label="initial drift (E N_0 - 2)/(2n)")
     ax1.axhline(0, color="grey", lw=0.8)
+    title = f"thresholds {ds.attrs['thresholds']}" if "thresholds" in ds.attrs else ""
     ax1.set(xlabel="width n", ylabel="E log ratio / t (99% CI + step bound)",
-            title=f"growth rate; thresholds {ds.attrs['thresholds']}")
+            title=f"growth rate {title}")
     ax1.legend(fontsize=6)
-    for n in ds.run_width.values:
-        cell = ds.sel(run_width=n)
-        err = cell.run_rate - cell.run_rate_lo + cell.run_rate_bound
-        line = ax2.errorbar(ds.run_horizon, cell.run_rate, err, fmt="o-", label=f"n = {n}")
-        ax2.axhline(-1 / (2 * n), color=line[0].get_color(), ls=":",
-                    label=f"-1/(2n), n = {n}")
-        ax2.plot(ds.run_horizon, -1 / (2 * n) + cell.run_excess_active, "x--",
-                 color=line[0].get_color(), label="-1/(2n) + transient")
+    # the long run: the claim's run study, or the dataset's own widths
+    run = (ds[[v for v in ds.data_vars if v.startswith("run_")]]
+           .rename({v: v[4:] for v in ds.data_vars if v.startswith("run_")})
+           .rename({"run_width": "width", "run_horizon": "horizon"})
+           if "run_width" in ds else ds)
+    for n in run.width.values:
+        cell = run.sel(width=n)
+        line = ax2.errorbar(run.horizon, cell.rate, cell.rate - cell.rate_lo + cell.rate_bound,
+                            fmt="o-", label=f"n = {n}")
+        color = line[0].get_color()
+        ax2.axhline(-1 / (2 * n), color=color, ls=":")
+        ax2.plot(run.horizon, -1 / (2 * n) + cell.excess_active, "x--", color=color)
+        # the horizon study and the long-run study sample one law: one curve in time
+        t, p = list(run.horizon.values), list(cell.single_active.values)
+        if run is not ds and n in w:
+            t, p = [*ds.horizon.values, *t], [*ds.single_active.sel(width=n).values, *p]
+        ax3.plot(t, p, "o-", color=color, label=f"n = {n}")
     ax2.set(xlabel="end of interval t", ylabel="growth rate on the interval",
-            title="long run: rate -> -1/(2n)")
+            title="rate (o), -1/(2n) (dotted), -1/(2n) + transient (x)")
     ax2.legend(fontsize=6)
-    for n in ds.run_width.values:
-        # the horizon study (t = 1, ...) and the long-run study (t1, t2): one law, one curve
-        t = [*ds.horizon.values, *ds.run_horizon.values]
-        p = [*ds.single_active.sel(width=n).values, *ds.run_single_active.sel(run_width=n).values]
-        f = [*ds.active_fraction.sel(width=n).values,
-             *ds.run_active_fraction.sel(run_width=n).values]
-        line = ax3.plot(t, p, "o-", label=f"P(N_t = 1), n = {n}")
-        ax3.plot(t, f, "s--", ms=3, color=line[0].get_color(), label=f"E N_t / n, n = {n}")
-    ax3.set(xlabel="t", ylim=(0, 1.05), title="active count: N_t -> 1")
+    ax3.set(xlabel="t", ylabel="P(N_t = 1 | live)", ylim=(0, 1.05),
+            title="active count: N_t -> 1")
     ax3.legend(fontsize=6)
     return fig
 
