@@ -36,7 +36,7 @@ import xarray as xr
 from deeplimits._core.linalg import psd_sqrt
 from deeplimits._core.progress import progress_callback
 from deeplimits._core.validation import check_inputs
-from deeplimits.simulation.samplers import ExactSampler
+from deeplimits.simulation.samplers import DenseSampler, ExactSampler, get_sampler
 from deeplimits.spec.activations import Activation
 from deeplimits.spec.blocks import FormA
 from deeplimits.spec.laws import Gaussian
@@ -87,9 +87,6 @@ def padded_width(n: int) -> int:
     """Widths share one compiled program per power of two (at least 8): the padding
     coordinates are masked out, so a sweep over widths compiles a handful of times."""
     return max(8, 1 << (n - 1).bit_length())
-
-
-SAMPLERS = ("exact", "dense")
 
 
 @eqx.filter_jit
@@ -241,9 +238,13 @@ def simulate_paths(
         For ReLU ``A_t = (s_w^2 / 2)(occupation - 2t)`` while alive. Cost: ``O(samples n k^2)``
         per layer.
     """
-    if sampler not in SAMPLERS:
-        raise ValueError(f"sampler must be one of {SAMPLERS}, got {sampler!r}")
     _check_hayou(net)
+    # the recorder runs its own layer loop (statistics kept at segment bounds, so depth
+    # 10^6 stays O(1) in memory), with the steps of these two samplers
+    strategy = get_sampler(sampler, net)
+    if type(strategy) not in (ExactSampler, DenseSampler):
+        raise ValueError(f"paths are recorded for sampler 'exact' or 'dense', got {sampler!r}")
+    dense = isinstance(strategy, DenseSampler)
     samples = check_path_samples(samples)
     if antithetic and samples % 2:
         raise ValueError(f"antithetic paths come in pairs: samples must be even, got {samples}")
@@ -285,7 +286,7 @@ def simulate_paths(
             # width, sigma_w and the step are traced: one compile per (activation, shape)
             out = _run_paths(net.activation, X0, jnp.asarray(n), jnp.asarray(net.sigma_w),
                              jax.random.fold_in(k_layers, c), jnp.asarray(dt), bounds,
-                             record_state, ito, sampler == "dense", antithetic, coarsen)
+                             record_state, ito, dense, antithetic, coarsen)
             size = min(chunk, samples - start)
             part = {name: np.asarray(a[: len(layers) + 1, :size]) for name, a in out.items()}
             if keep_state:
@@ -303,6 +304,6 @@ def simulate_paths(
         coords={"time": [0.0, *times]})
     ds = ds.transpose("sample", "time", ...)
     ds.attrs.update(width=n, depth=net.depth, horizon=net.horizon, sigma_w=net.sigma_w,
-                    activation=net.activation.name, samples=samples, dt=dt, sampler=sampler,
-                    antithetic=int(antithetic), coarsen=coarsen)
+                    activation=net.activation.name, samples=samples, dt=dt,
+                    sampler=strategy.name, antithetic=int(antithetic), coarsen=coarsen)
     return ds
