@@ -308,8 +308,11 @@ def _plot(ds: xr.Dataset, label: str):
         ax2.axhline(s * ds.attrs["z_tolerance"], color="r", ls="--", lw=1)
     ax2.axhline(0, color="k", lw=0.8)
     ax2.set_xticks(entries, ds.entry.values, fontsize=7)
-    ax2.set(xlabel="entry (i, j)", ylabel="(mean - wide) / SE",
-            title=f"n = {int(widths[-1])}, {int(ds.networks.values[-1])} networks")
+    if "extrapolated" in ds:  # NTK: the n -> oo intercept of the fit a + b/n
+        where = f"extrapolated to n = oo from n = {list(map(int, widths))}"
+    else:
+        where = f"n = {int(widths[-1])}, {int(ds.networks.values[-1])} networks"
+    ax2.set(xlabel="entry (i, j)", ylabel="(mean - wide) / SE", title=where)
     ax2.legend(fontsize=7)
     return fig
 
