@@ -29,6 +29,7 @@ from __future__ import annotations
 import dataclasses
 
 import equinox as eqx
+import jax
 import jax.numpy as jnp
 import numpy as np
 import scipy.fft
@@ -38,8 +39,9 @@ __all__ = ["PairTable", "lobatto", "build_table", "evaluate", "chebyshev_coeffic
 THETA_NODES = 96
 """Chebyshev-Lobatto intervals in ``theta`` (the accuracy of the homogeneous path)."""
 
-CHOP = 1e-11
-"""Series in ``theta`` are cut where their coefficients fall below this (relative)."""
+CHOP = 1e-12
+"""Each axis's series is cut where the absolute sum of its trailing coefficients falls below
+this, relative to the largest coefficient (a bound on what the cut changes)."""
 
 
 @dataclasses.dataclass(frozen=True)
@@ -161,14 +163,28 @@ def build_table(outputs_of, d1: np.ndarray, d2: np.ndarray, same_grid: bool,
     rel = np.abs(coef) / big
     tail = max(float(rel[:, -1].max()) if m1 > 1 else 0.0,
                float(rel[:, :, -1].max()) if m2 > 1 else 0.0)
-    # chop the theta series at its noise plateau (rounding near rho = +-1 leaves ~1e-12);
-    # the kept length is padded with zeros to a power of two (values unchanged), so that
-    # nearby hyperparameters share one compiled evaluation
-    sig = np.nonzero(rel.max((0, 1, 2)) > CHOP)[0]
-    keep = int(sig[-1]) + 1 if sig.size else 1
-    padded = np.zeros(coef.shape[:3] + (1 << (keep - 1).bit_length(),))
-    padded[..., :keep] = coef[..., :keep]
+    # drop the trailing coefficients of each axis whose absolute sum is below CHOP (|T_k| <= 1,
+    # so the dropped terms change no value by more than that, relative to the largest
+    # coefficient): the theta series ends at its noise plateau (rounding near rho = +-1
+    # leaves ~1e-12), the variance series where they have converged. The theta length is
+    # padded with zeros to a multiple of 8 (values unchanged), so that nearby
+    # hyperparameters share one compiled evaluation
+    keep = [_kept_terms(rel, axis) for axis in (1, 2, 3)]
+    kept_theta = -(-keep[2] // 8) * 8
+    padded = np.zeros(coef.shape[:1] + (keep[0], keep[1], kept_theta))
+    padded[..., : keep[2]] = coef[:, : keep[0], : keep[1], : keep[2]]
     return PairTable(padded, *ranges, tail=tail, theta_lo=theta_lo, diag=diag)
+
+
+def _kept_terms(rel: np.ndarray, axis: int) -> int:
+    """Terms kept along ``axis`` of ``rel`` (``(2, m1, m2, mt)``, coefficients over the largest
+    of their output): the shortest length whose dropped tail sums, in absolute value, to at
+    most :data:`CHOP` for each output."""
+    other = tuple(a for a in range(1, rel.ndim) if a != axis)
+    per_term = rel.sum(other)  # (2, m_axis)
+    tail = np.cumsum(per_term[:, ::-1], 1)[:, ::-1].max(0)  # tail[n]: sum of terms >= n
+    small = np.nonzero(tail <= CHOP)[0]
+    return max(1, int(small[0])) if small.size else rel.shape[axis]
 
 
 def _clenshaw(coef, u):
@@ -181,6 +197,26 @@ def _clenshaw(coef, u):
     for k in range(coef.shape[0] - 1, 0, -1):
         b1, b2 = 2 * u * b1 - b2 + coef[k], b1
     return u * b1 - b2 + coef[0]
+
+
+_CHUNK_PAIRS = 1 << 16
+"""Pairs per chunk of a 3-D table's evaluation (a few (chunk, B2) float64 arrays of 512 KiB:
+the recurrence's working set stays in the cache)."""
+
+
+def _clenshaw_rows(coef_rows, t2, u):
+    """``sum_k c_k T_k(u)`` for a chunk of pairs with ``c_k = coef_rows[k] @ t2.T``:
+    ``coef_rows (mt, R, m2)``, ``t2 (B2, m2)``, ``u (R, B2)`` -> ``(R, B2)``."""
+    # a loop, not unrolled: its (R, B2) arrays are in the cache, and an unrolled loop of
+    # GEMMs took seconds to compile
+    def term(k, carry):
+        b1, b2 = carry
+        return 2 * u * b1 - b2 + coef_rows[k] @ t2.T, b1
+
+    zero = jnp.zeros_like(u)
+    b1, b2 = jax.lax.fori_loop(1, coef_rows.shape[0], lambda i, c: term(
+        coef_rows.shape[0] - i, c), (zero, zero))
+    return u * b1 - b2 + coef_rows[0] @ t2.T
 
 
 def _axis_values(d, lo, hi, m):
@@ -201,14 +237,32 @@ def _evaluate(coef, diag, lo1, hi1, lo2, hi2, theta_lo, d1, d2, k12, same):
     _, m1, m2, _ = coef.shape
     if m1 == 1 and m2 == 1:  # one series for every pair
         return tuple(scale * _clenshaw(coef[o, 0, 0], u) for o in range(2))
-    # the series of each pair: contract the variance axes (two matmuls), (2, mt, B1, B2)
+    # each pair's series in theta has coefficients sum_ab t1[i, a] t2[j, b] coef[a, b, k];
+    # summed by Clenshaw's recurrence over k, with the coefficients of term k for a chunk
+    # of rows made by one GEMM (chunk, m2) @ (m2, B2) as the recurrence needs them, so no
+    # (mt, B1, B2) array is ever stored and each chunk's few (chunk, B2) arrays stay in cache
     t1 = _axis_values(d1, lo1, hi1, m1)
     t2 = _axis_values(d2, lo2, hi2, m2)
-    per_row = jnp.einsum("ra,oabc->orbc", t1, coef)
-    series = jnp.einsum("orbc,jb->ocrj", per_row, t2)
-    out = [scale * _clenshaw(series[o], u) for o in range(2)]
+    per_row = jnp.einsum("ra,oabc->ocrb", t1, coef)  # (2, mt, B1, m2)
+    B1, B2 = k12.shape
+    chunk = min(B1, max(8, _CHUNK_PAIRS // max(B2, 1)))
+    pad = -B1 % chunk
+    per_row = jnp.pad(per_row, ((0, 0), (0, 0), (0, pad), (0, 0)))
+    u_rows = jnp.pad(u, ((0, pad), (0, 0)))
+    chunks = (B1 + pad) // chunk
+    per_row = per_row.reshape(2, -1, chunks, chunk, m2).transpose(2, 0, 1, 3, 4)
+    u_rows = u_rows.reshape(chunks, chunk, B2)
+
+    def rows(args):
+        coef_rows, u_chunk = args  # (2, mt, chunk, m2), (chunk, B2)
+        return jnp.stack([_clenshaw_rows(coef_rows[o], t2, u_chunk) for o in range(2)])
+
+    series = jax.lax.map(rows, (per_row, u_rows))  # (chunks, 2, chunk, B2)
+    series = series.transpose(1, 0, 2, 3).reshape(2, chunks * chunk, B2)[:, :B1]
+    out = [scale * series[o] for o in range(2)]
     if diag is not None and same is not None:
-        on_diag = (t1 @ diag.T) * d1[:, None]  # (B1, 2): the rows' own diagonal pairs
+        t1_diag = _axis_values(d1, lo1, hi1, diag.shape[1])
+        on_diag = (t1_diag @ diag.T) * d1[:, None]  # (B1, 2): the rows' own diagonal pairs
         out = [jnp.where(same, on_diag[:, o][:, None], out[o]) for o in range(2)]
     return tuple(out)
 
@@ -225,5 +279,6 @@ def evaluate(table: PairTable, d1, d2, k12, same=None):
 
 def bytes_per_pair(table: PairTable) -> int:
     """Working memory of one evaluated pair (its two series and temporaries)."""
-    m1, m2, mt = table.coef.shape[1:]
-    return 8 * (2 * mt + 16) if (m1 > 1 or m2 > 1) else 8 * 16
+    # the Gram inputs, angles, the outputs and the chunked series' stacked result; the
+    # recurrence's own arrays are per chunk
+    return 8 * 16
