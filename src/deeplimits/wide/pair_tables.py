@@ -126,41 +126,54 @@ def build_table(outputs_of, d1: np.ndarray, d2: np.ndarray, same_grid: bool,
             log d2)^2)``, a cone at ``theta_0 = 0, d1 = d2`` that no polynomial resolves;
             distinct pairs (``theta_0 >= theta_lo > 0``) stay away from it.
     """
-    theta = _theta_nodes(theta_nodes, theta_lo)
     d1, d2 = np.asarray(d1, np.float64), np.asarray(d2, np.float64)
     m1, m2 = d1.size, d2.size
-    # one tile of shape (m1, mt, m2): rows are the d1 nodes as a (m1, 1) column, so that
-    # the dynamics' d1[:, None] broadcasts over (angle, d2) and a dual computes its
-    # per-variance work (the Mehler coefficients of a smooth phi) for m1 + m2 variances
     scale = np.sqrt(d1[:, None, None] * d2[None, None, :])
-    k = scale * np.cos(theta)[None, :, None]
-    if theta_lo == 0:
-        k[:, -1, :] = scale[:, 0, :]  # theta = 0: correlation exactly 1
-        if same_grid:  # one variance at theta = 0: exactly the diagonal
-            i = np.arange(min(m1, m2))
-            k[i, -1, i] = d1[i]
-    if diagonal:  # one more slot: the diagonal pairs [[d, d], [d, d]] of the d1 nodes
-        extra = scale[:, :1, :].copy()
-        extra[np.arange(m1), 0, np.arange(m1)] = d1
-        k = np.concatenate([k, extra], 1)
-    k = jnp.asarray(k)
-    R, Th = outputs_of(jnp.asarray(d1[:, None]), jnp.asarray(d2), k,
-                       k if train_input else jnp.zeros_like(k))
-    R, Th = np.asarray(R), np.asarray(Th)
+
+    def flows(theta, last, extra):
+        """``(2, m1, len(theta), m2)`` outputs at the angles ``theta`` (``last``: the last
+        one is ``theta_lo``), and with ``extra`` the diagonal pairs' ``(2, m1)``."""
+        # one tile of shape (m1, mt, m2): rows are the d1 nodes as a (m1, 1) column, so
+        # that the dynamics' d1[:, None] broadcasts over (angle, d2) and a dual computes
+        # its per-variance work (the Mehler coefficients of a smooth phi) for m1 + m2
+        # variances
+        k = scale * np.cos(theta)[None, :, None]
+        if theta_lo == 0 and last:
+            k[:, -1, :] = scale[:, 0, :]  # theta = 0: correlation exactly 1
+            if same_grid:  # one variance at theta = 0: exactly the diagonal
+                i = np.arange(min(m1, m2))
+                k[i, -1, i] = d1[i]
+        if extra:  # one more slot: the diagonal pairs [[d, d], [d, d]] of the d1 nodes
+            slot = scale[:, :1, :].copy()
+            slot[np.arange(m1), 0, np.arange(m1)] = d1
+            k = np.concatenate([k, slot], 1)
+        k = jnp.asarray(k)
+        R, Th = outputs_of(jnp.asarray(d1[:, None]), jnp.asarray(d2), k,
+                           k if train_input else jnp.zeros_like(k))
+        out = np.stack([np.asarray(R), np.asarray(Th)])
+        if not extra:
+            return out, None
+        on = np.arange(m1)
+        return out[:, :, :-1], out[:, on, -1, on]
+
+    # a 3-D table first flows every other Lobatto angle (a Lobatto grid of theta_nodes / 2
+    # intervals, nested in the full one): smooth activations' series in theta converge
+    # there (tanh and erf: ~30 terms to CHOP), and only if it has not (its last quarter
+    # is needed) are the other angles flowed, so no flow is wasted (ReLU-like duals:
+    # ~40-50 terms)
+    coarse = theta_nodes // 2 if (m1 > 1 or m2 > 1) and theta_nodes % 2 == 0 else theta_nodes
+    vals, diag_vals = flows(_theta_nodes(coarse, theta_lo), True, diagonal)
+    coef, rel = _coefficients(vals, scale)
+    if coarse < theta_nodes and _kept_terms(rel, 3) > 3 * coarse // 4:
+        full = np.arange(theta_nodes + 1)
+        rest = full[full % 2 != 0]
+        more, _ = flows(_theta_nodes(theta_nodes, theta_lo)[rest], False, False)
+        both = np.empty(vals.shape[:2] + (theta_nodes + 1,) + vals.shape[3:])
+        both[:, :, ::2], both[:, :, rest] = vals, more
+        coef, rel = _coefficients(both, scale)
     diag = None
     if diagonal:
-        on = np.arange(m1)
-        vals = np.stack([R[on, -1, on], Th[on, -1, on]]) / d1
-        diag = chebyshev_coefficients(vals, 1)
-        R, Th = R[:, :-1], Th[:, :-1]
-    vals = np.stack([R, Th]) / scale  # (2, m1, mt, m2)
-    vals = vals.transpose(0, 1, 3, 2)  # (2, m1, m2, mt)
-    coef = vals
-    for axis in (1, 2, 3):
-        coef = chebyshev_coefficients(coef, axis)
-    big = np.abs(coef).reshape(2, -1).max(1)[:, None, None, None]
-    big = np.where(big > 0, big, 1.0)
-    rel = np.abs(coef) / big
+        diag = chebyshev_coefficients(diag_vals / d1, 1)
     tail = max(float(rel[:, -1].max()) if m1 > 1 else 0.0,
                float(rel[:, :, -1].max()) if m2 > 1 else 0.0)
     # drop the trailing coefficients of each axis whose absolute sum is below CHOP (|T_k| <= 1,
@@ -174,6 +187,16 @@ def build_table(outputs_of, d1: np.ndarray, d2: np.ndarray, same_grid: bool,
     padded = np.zeros(coef.shape[:1] + (keep[0], keep[1], kept_theta))
     padded[..., : keep[2]] = coef[:, : keep[0], : keep[1], : keep[2]]
     return PairTable(padded, *ranges, tail=tail, theta_lo=theta_lo, diag=diag)
+
+
+def _coefficients(vals: np.ndarray, scale: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Outputs ``(2, m1, mt, m2)`` on the nodes -> Chebyshev coefficients of ``g`` as
+    ``(2, m1, m2, mt)``, and their absolute values over the largest of each output."""
+    coef = (vals / scale).transpose(0, 1, 3, 2)
+    for axis in (1, 2, 3):
+        coef = chebyshev_coefficients(coef, axis)
+    big = np.abs(coef).reshape(2, -1).max(1)[:, None, None, None]
+    return coef, np.abs(coef) / np.where(big > 0, big, 1.0)
 
 
 def _kept_terms(rel: np.ndarray, axis: int) -> int:
