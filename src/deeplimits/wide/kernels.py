@@ -36,16 +36,20 @@ theta_0)`` only, so they are read from Chebyshev tables of pair flows
   1-D table in ``theta_0`` at that variance, any activation and ``sigma_b``;
 * ``table="auto"`` with unequal norms (forms A and C, positive variances, and a kernel of
   at least twice the table's 17 x 17 x 97 node pairs): a 3-D table in ``(log d1, log d2,
-  theta_0)`` over the inputs' ranges of variances and angles, diagonal pairs from their
-  own series; it is kept only if its difference from the general path on the pilot pairs
-  (extreme and evenly spaced variances, extreme correlations) is within ``rtol``.
+  theta_0)`` over the inputs' ranges of variances and angles (every other angle node
+  first, the rest only where the series in ``theta_0`` needs them), diagonal pairs from
+  their own series; it is kept only if its difference from the general path on the pilot
+  pairs (extreme and evenly spaced variances, extreme correlations) is within ``rtol``.
+  A pair's read is a Clenshaw sum over ``theta_0`` whose coefficients come from small
+  GEMMs over chunks of rows (:func:`deeplimits.wide.pair_tables.evaluate`).
 
 Every table is measured against the general path on those pilot pairs, at the same depth
 or steps, and the result reports it (:attr:`Kernel.table_error`). Stated accuracy of the
 1-D tables, relative to the largest entry, on and off the diagonal and for both readouts:
 ``1e-12`` (angle reduction) and ``1e-11`` (equal norms) on the NNGP and ``1e-9`` on the
-NTK; of the 3-D table: ``rtol`` (measured erf/ReLU with ``sigma_b = 0.5``: ~1e-12 NNGP,
-1e-11..4e-11 NTK; tests in ``tests/test_kernel_accuracy.py``).
+NTK; of the 3-D table: ``rtol`` (measured erf/tanh/ReLU with ``sigma_b = 0.5``, 300
+inputs, every entry against the general path: 6e-14..9e-14; tests in
+``tests/test_kernel_accuracy.py``).
 """
 
 from __future__ import annotations

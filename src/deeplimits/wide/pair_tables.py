@@ -9,8 +9,13 @@ so the outputs are a function of three numbers. Writing ``k = sqrt(d1 d2) cos(th
 and ``g`` is tabulated on a tensor grid of Chebyshev-Lobatto nodes in ``s_i = log d_i``
 over the range of the inputs' variances and in ``theta in [0, pi]``, then evaluated
 spectrally (Chebyshev coefficients by type-I DCTs). The flow is solved once per node
-triple instead of once per pair: ``(n1 + 1)(n2 + 1)(n_theta + 1)`` pairs (17 x 17 x 97 =
-28,033 with the default nodes) against ``N1 N2``. Three cases:
+triple instead of once per pair: ``(n1 + 1)(n2 + 1)(n_theta + 1)`` pairs (at most 17 x 17
+x 97 = 28,033 with the default nodes; 17 x 17 x 49 = 14,161 when the series in ``theta``
+converges on every other angle, as for smooth activations) against ``N1 N2``. Each axis
+keeps the terms whose dropped tail sums below :data:`CHOP`, and a pair's read is a
+Clenshaw sum in ``theta`` whose coefficients, contractions over the variance axes, are
+small GEMMs over chunks of rows (about ``m2 m_theta`` multiply-adds per pair, in cache).
+Three cases:
 
 * **homogeneous dynamics** (``sigma_b = 0``, ReLU-like phi): ``g`` does not depend on the
   variances at all (exact angle reduction): one node per variance axis;
