@@ -55,7 +55,8 @@ class Kernel:
         steps: the RK4 steps used at infinite depth (``None`` at finite depth).
         error: at infinite depth, the estimated discretisation error of the NNGP and NTK,
             relative to the largest entry of each (the larger of the two): the Richardson
-            estimate of :func:`choose_steps` on its pilot pairs; ``None`` at finite depth,
+            estimate of :func:`choose_steps` on its pilot pairs (measured, or predicted by
+            the rate the estimates converged at); ``None`` at finite depth,
             where the recursion is exact up to rounding.
         table_error: when the kernel was evaluated from a Chebyshev table of pair flows
             (:mod:`deeplimits.wide.pair_tables`), the measured difference between the table
