@@ -192,7 +192,7 @@ def factor_section(repeats):
     for k, n, depth, samples, repeated in FACTOR_CASES:
         x, key = factor_inputs(k, n, repeated), jax.random.key(0)
         net = dl.ResNet(form="A", activation="relu", width=n, depth=depth)
-        case = f"{k} x {n}, depth {depth}, {samples} samples, " + (
+        case = f"k = {k}, n = {n}, depth {depth}, {samples} samples, " + (
             "row 1 = row 0 (singular)" if repeated else "distinct inputs")
         fns = {name: sampler_call(net, x, key, samples, f) for name, f in FACTORS.items()}
         H = jnp.maximum(x, 0.0)  # Grams of one layer's kind, scaled per matrix

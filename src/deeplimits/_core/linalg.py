@@ -37,8 +37,7 @@ def _cholesky_or_eigh(grams: jax.Array) -> jax.Array:
     others in its batch (samples do not depend on chunking). The loop and its ``cond`` sit
     outside any ``vmap`` (see :func:`_batched_factor`), so no ``eigh`` runs when none fails.
     """
-    grams = 0.5 * (grams + jnp.swapaxes(grams, -1, -2))
-    chol = jnp.linalg.cholesky(grams)
+    chol = jnp.linalg.cholesky(grams)  # symmetrises its input, as eigh_sqrt does
     failed = ~jnp.all(jnp.isfinite(chol), axis=(-2, -1))
     count = jnp.sum(failed)
     order = jnp.nonzero(failed, size=grams.shape[0], fill_value=0)[0]
