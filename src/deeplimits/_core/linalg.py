@@ -2,8 +2,8 @@
 
 Every exact step draws ``N(0, G)`` columns as ``F z`` with ``F F^T = G``. Any such factor
 gives the same Gaussian law, so :func:`psd_sqrt` takes the cheapest exact one: LAPACK's
-Cholesky ``G = L L^T`` (``k^3 / 3`` flops, about 50x faster than ``eigh`` for ``k = 64``),
-and an eigendecomposition only for the matrices where Cholesky breaks down (a zero pivot:
+Cholesky ``G = L L^T`` (``k^3 / 3`` flops; 8-10x faster than ``eigh`` for ``k = 64``,
+``benchmarks/README.md``), and an eigendecomposition only where Cholesky breaks down (a zero pivot:
 singular ``G`` from repeated inputs, inputs with ``phi(x) = 0``, or rank lost to rounding).
 """
 
