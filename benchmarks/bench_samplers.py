@@ -25,6 +25,15 @@ output).
 
 With ``--readme`` (the default for a full run) the results are written into
 ``benchmarks/README.md`` between the ``results`` markers.
+
+``--factor`` (issue 18 item 5) times only the exact sampler's ``k x k`` Gram factor, old
+against new side by side: ``eigh`` (``eigh_sqrt``, the factor before) against
+``psd_sqrt`` (Cholesky, ``eigh`` only where Cholesky breaks down), and a floor that uses the
+Gram as its own "factor" (same matmul, no factorisation). Work: form A ReLU, ``k`` inputs
+``x`` (``(k, n)`` standard normal rows: nonsingular Grams; or with row 1 repeating row 0:
+singular in every layer), float64 (Monte Carlo kernels' dtype), through
+``deeplimits.sample`` with a sampler whose factor is swapped in; and the factors alone on
+``samples * depth`` Gram matrices. Results go between the ``factor`` markers.
 """
 
 from __future__ import annotations
@@ -42,11 +51,15 @@ import sys
 import time
 from pathlib import Path
 
+import equinox as eqx
 import jax
 import jax.numpy as jnp
 import numpy as np
 
 import deeplimits as dl
+import deeplimits.spec.blocks as _blocks
+from deeplimits._core.linalg import eigh_sqrt, psd_sqrt
+from deeplimits.simulation.samplers import ExactSampler
 
 SAMPLES = 1024
 WIDTHS = (4, 64, 256)
@@ -56,6 +69,10 @@ PROFILE_WIDTHS = (4, 256)
 DENSE_SAMPLES = {4: 1024, 64: 128, 256: 16}
 README = Path(__file__).with_name("README.md")
 START, END = "<!-- results:start -->", "<!-- results:end -->"
+FACTOR_START, FACTOR_END = "<!-- factor:start -->", "<!-- factor:end -->"
+# (inputs k, width n, depth, samples, repeated inputs): the issue's case, singular, smaller
+FACTOR_HEADER = ["case", "factor", "sampler s", "x now", "factors alone s"]
+FACTOR_CASES = ((64, 512, 32, 64, False), (64, 512, 32, 64, True), (16, 128, 64, 256, False))
 
 
 # -- timing ------------------------------------------------------------------------------
@@ -132,6 +149,83 @@ def dense_samples(width: int) -> int:
         return DENSE_SAMPLES[width]
     per_sample = 1000 * (width * width + width)
     return int(min(SAMPLES, 2 ** max(0, math.floor(math.log2(1e9 / per_sample)))))
+
+
+# -- the Gram factor (issue 18 item 5) ---------------------------------------------------
+class FactorSampler(ExactSampler):
+    """The exact sampler with another ``k x k`` Gram factor swapped in while its layer step
+    is traced (the step reads ``blocks.psd_sqrt``); a new factor compiles anew."""
+
+    factor: object = eqx.field(static=True)
+
+    def apply(self, net, noise, X):
+        saved, _blocks.psd_sqrt = _blocks.psd_sqrt, self.factor
+        try:
+            return super().apply(net, noise, X)
+        finally:
+            _blocks.psd_sqrt = saved
+
+
+FACTORS = {"eigh (before)": eigh_sqrt, "cholesky, eigh fallback (now)": psd_sqrt,
+           "no factor (Gram as its own)": lambda gram: gram}
+
+
+def factor_inputs(k, n, repeated):
+    x = jax.random.normal(jax.random.key(1), (k, n), jnp.float64)
+    return x.at[1].set(x[0]) if repeated else x
+
+
+def sampler_call(net, x, key, samples, factor):
+    sampler = FactorSampler(factor)
+    return blocked(lambda: dl.sample(net, x, key, samples=samples, sampler=sampler,
+                                     dtype=jnp.float64))
+
+
+def factors_call(grams, factor):
+    run = jax.jit(jax.vmap(factor))
+    return blocked(lambda: run(grams))
+
+
+def factor_section(repeats):
+    """Rows ``[case, variant, sampler s, x now, factors alone s]`` and raw timings."""
+    rows, raw = [], {}
+    for k, n, depth, samples, repeated in FACTOR_CASES:
+        x, key = factor_inputs(k, n, repeated), jax.random.key(0)
+        net = dl.ResNet(form="A", activation="relu", width=n, depth=depth)
+        case = f"k = {k}, n = {n}, depth {depth}, {samples} samples, " + (
+            "row 1 = row 0 (singular)" if repeated else "distinct inputs")
+        fns = {name: sampler_call(net, x, key, samples, f) for name, f in FACTORS.items()}
+        H = jnp.maximum(x, 0.0)  # Grams of one layer's kind, scaled per matrix
+        scale = 1.0 + jax.random.uniform(jax.random.key(2), (samples * depth, 1, 1))
+        grams = scale * (H @ H.T / n)[None]
+        alone = {name: factors_call(grams, f) for name, f in FACTORS.items()}
+        res = bench(fns | {"alone: " + n_: fn for n_, fn in alone.items()}, repeats)
+        now = res["cholesky, eigh fallback (now)"]["wall"]
+        raw[case] = {name: r["wall"] for name, r in res.items()}
+        for name in FACTORS:
+            rows.append([case, name, g(res[name]["wall"]), f"{res[name]['wall'] / now:.2f}",
+                         g(res["alone: " + name]["wall"])])
+        print(f"  {case} done", flush=True)
+    return rows, raw
+
+
+def write_factor_readme(info, load0, load1, repeats, rows) -> None:
+    block = "\n".join([
+        FACTOR_START,
+        f"Machine: **{info['cpu']}**, {info['cores']} cores; deeplimits at commit "
+        f"{info['commit']}; jax {info['jax']} ({info['backend']}); Python {info['python']}; "
+        f"{info['date']}. Load average (1 min) {load0[0]:.2f} at start, {load1[0]:.2f} at "
+        f"end. Median of {repeats} or more interleaved rounds after a warm-up; *x now*: "
+        "sampler time over the new factor's; *factors alone*: the factor of the case's "
+        "`samples * depth` Gram matrices under `vmap`, nothing else.",
+        "",
+        md_table(FACTOR_HEADER, rows),
+        FACTOR_END,
+    ])
+    text = README.read_text()
+    head, rest = text.split(FACTOR_START, 1)
+    README.write_text(head + block + rest.split(FACTOR_END, 1)[1])
+    print(f"factor results written to {README}")
 
 
 # -- minimal loops for the profile -------------------------------------------------------
@@ -290,6 +384,8 @@ def main() -> None:
     p.add_argument("--readme", action=argparse.BooleanOptionalAction, default=None,
                    help="write results into benchmarks/README.md (default: full runs only)")
     p.add_argument("--json", metavar="PATH", help="also write the raw timings as JSON")
+    p.add_argument("--factor", action="store_true",
+                   help="only the Gram factor section (issue 18 item 5)")
     p.add_argument("--child-unrolled", action="store_true", help=argparse.SUPPRESS)
     p.add_argument("--depth", type=int, default=None, help=argparse.SUPPRESS)
     args = p.parse_args()
@@ -302,6 +398,18 @@ def main() -> None:
     t_start = time.perf_counter()
     info = machine()
     load0 = os.getloadavg()
+    if args.factor:
+        print(f"Gram factor, old against new; {info['cpu']}, {info['cores']} cores, jax "
+              f"{info['jax']} ({info['backend']}), {info['date']}")
+        rows, raw = factor_section(repeats)
+        print(text_table(FACTOR_HEADER, rows))
+        load1 = os.getloadavg()
+        print(f"load average (1 min) {load0[0]:.2f} at start, {load1[0]:.2f} at end")
+        if args.json:
+            Path(args.json).write_text(json.dumps({"machine": info, "factor": raw}, indent=1))
+        if write_readme:
+            write_factor_readme(info, load0, load1, repeats, rows)
+        return None
     print(f"deeplimits at commit {info['commit']}")
     print(f"machine: {info['cpu']}, {info['cores']} cores, jax {info['jax']} / jaxlib "
           f"{info['jaxlib']} ({info['backend']}), PRNG {info['prng']}, {info['date']}")
