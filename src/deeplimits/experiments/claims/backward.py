@@ -32,11 +32,11 @@ from deeplimits.experiments.claims._base import (
     with_verdict,
 )
 from deeplimits.experiments.claims.checks import (
-    LawGap,
     equivalence,
     ks_detectable,
     ks_family,
     law_gap,
+    rate_margins,
     variance_detectable,
 )
 from deeplimits.experiments.figures import depth_ticks, figure, histogram
@@ -176,29 +176,6 @@ register(Claim("B2-exact", "Autodiff through dense networks, Euler-Maruyama of t
                                "forward pass (the Gaussian conditioning dropped)")))
 
 
-# z_{1-alpha/2} + z_{1-beta/4}, alpha = beta = 0.01: the TOST bound of each of the two
-# components (one-sided at alpha/2, the Bonferroni of ``equivalence``) stays below its margin
-# with probability >= 1 - beta/2 when the true gap is at most the predicted one
-POWER_Z = float(st.norm.isf(ALPHA / 2) + st.norm.isf(ALPHA / 4))
-
-
-def _convergence_margins(first: LawGap, last: LawGap, ratio: float) -> dict[str, float]:
-    """TOST margins for "the law at depth L has converged", from the rate of convergence.
-
-    The network is the Euler scheme of its SDE. ReLU's coefficients are Lipschitz but not
-    C^2, so the guaranteed rate is the strong order 1/2 (weak order 1 needs smooth
-    coefficients): each law statistic is ``s(L) = s(inf) + O(L^-1/2)`` and the gap between
-    ``L/4`` and ``L`` scales like ``L^-1/2``, so the last gap is at most the first one times
-    ``ratio^(1/2)``, ``ratio = 4 L_0 / L_max``. The margin of each component is that
-    predicted gap plus :data:`POWER_Z` standard errors of the last gap: a law converging at
-    that rate passes with probability >= 99%, and a change larger than the margin fails with
-    probability >= 99% (the detectable change).
-    """
-    scale = math.sqrt(ratio)
-    return {"mean": float(abs(first.mean) * scale + POWER_Z * last.mean_se),
-            "log_var": float(abs(first.log_var) * scale + POWER_Z * last.log_var_se)}
-
-
 def _norms_compute(scale: str, seed: int) -> xr.Dataset:
     n = 16
     depths = pick(scale, [4, 16, 64], [4, 16, 64, 256])
@@ -213,8 +190,11 @@ def _norms_compute(scale: str, seed: int) -> xr.Dataset:
     logg = logg.reshape(2, len(depths), n_samples)
     med = np.median(logg, axis=-1)
     gap = law_gap(logg[0, -1], logg[0, -2])
-    margins = _convergence_margins(law_gap(logg[0, 1], logg[0, 0]), gap,
-                                   depths[1] / depths[-1])
+    # ReLU's coefficients are Lipschitz, not C^2: the guaranteed rate is the strong order
+    # 1/2 (weak order 1 needs smooth coefficients), so a law statistic is s(inf) + O(L^-1/2)
+    # and the gap between L/4 and L is the first gap times (4 L_0 / L_max)^(1/2)
+    margins = rate_margins(law_gap(logg[0, 1], logg[0, 0]), gap,
+                           math.sqrt(depths[1] / depths[-1]))
 
     def decide(pair) -> Verdict:
         equal, ratio, text = equivalence(law_gap(*pair), **margins)
@@ -224,8 +204,8 @@ def _norms_compute(scale: str, seed: int) -> xr.Dataset:
             tolerance="< 1 (Bonferroni over 2 at level 0.01; margins "
                       f"{ {k: round(v, 4) for k, v in margins.items()} }: the order-1/2 gap "
                       f"extrapolated from L = {depths[0]} vs {depths[1]} plus "
-                      f"{POWER_Z:.2f} SE, so a converged law passes with probability >= "
-                      "99%): the law has converged",
+                      "5.38 SE, so a law converging at that rate passes with probability "
+                      ">= 99%): the law has converged",
             measured=ratio, passed=equal,
             details=f"form A ReLU, width {n}, {n_samples} networks per depth, loss "
                     f"sum sin(x_L): {text}; medians {np.round(pair_median(pair), 3).tolist()}")
