@@ -9,8 +9,8 @@
   0.1; :data:`T1_PROTOCOLS`), every cell to its stopping rule; cells that stopped at
   ``max_epochs`` or failed are reported, not analysed. tanh with shared delta must be
   smooth-ode (its trained update A - A(0) smooth in k/L, alpha + beta in its band of 1) under
-  both; ReLU with per-layer
-  delta is decided by the full statistic set (measured: not diffusive).
+  both; ReLU with per-layer delta is decided by the full statistic set (measured: not
+  diffusive).
 * T4-init-regularity: res-1 networks keep the regularity of their initial weights (i.i.d.
   rough, RBF-GP smooth) after training.
 
