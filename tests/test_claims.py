@@ -213,3 +213,22 @@ def test_report_groups_by_paper_with_summary_controls_and_theory_links(tmp_path)
     assert pf.startswith("1 of 2 claims confirmed (F2-x)") and "refuted (F9-x)" in pf
     assert "inconclusive (W3-x)" in paper_summary(results[2:], {})
     assert page.index("Summary by paper") < page.index("<table id=\"verdicts\">")
+
+
+def test_width_extrapolation_recovers_the_limit_with_its_standard_error():
+    """Means a + b/n with Gaussian errors of known SE: the intercept's z-scores over many
+    replicates are standard normal, and two sizes give Richardson's formula."""
+    from deeplimits.experiments.claims.checks import width_extrapolation
+
+    rng = np.random.default_rng(0)
+    sizes = np.array([16.0, 64.0, 256.0])
+    se = np.array([0.02, 0.01, 0.015])[:, None] * np.ones((1, 4000))
+    means = 1.5 + 3.0 / sizes[:, None] + se * rng.standard_normal(se.shape)
+    fit = width_extrapolation(sizes, means, se)
+    z = (fit.intercept - 1.5) / fit.intercept_se
+    assert abs(z.mean()) < 4 / math.sqrt(z.size) and abs(z.std() - 1) < 0.05
+    assert np.all(np.abs((fit.coefficient - 3.0) / fit.coefficient_se) < 5)
+    two = width_extrapolation(sizes[:2], means[:2, :3], se[:2, :3])
+    np.testing.assert_allclose(two.intercept, (64 * means[1, :3] - 16 * means[0, :3]) / 48)
+    np.testing.assert_allclose(two.intercept_se,
+                               np.hypot(64 * 0.01, 16 * 0.02) / 48 * np.ones(3))

@@ -401,3 +401,16 @@ def test_sweep_refuses_an_output_folder_it_cannot_create_before_any_work(tmp_pat
     r = runner.invoke(app, ["sweep", str(spec), "--out", str(tmp_path / "blocker" / "r"),
                             "--executor", "inprocess"])
     assert r.exit_code == 2 and "is a file, not a folder" in " ".join(r.output.split())
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--samples", "11"], "--samples must be even"),
+    (["--horizons", "1.5", "--steps-per-unit", "3"], "even number of layers"),
+])
+def test_regime_refuses_samples_or_horizons_it_cannot_pair_before_the_work(tmp_path, args,
+                                                                           message):
+    r = runner.invoke(app, ["finite-width", "regime", "--widths", "2", *args,
+                            "--out", str(tmp_path / "r.nc")])
+    assert r.exit_code == 2, r.output
+    assert message in " ".join(r.output.split())
+    assert list(tmp_path.iterdir()) == []

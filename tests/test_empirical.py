@@ -94,3 +94,16 @@ def test_nngp_estimators_share_their_expectation():
     z = diff.mean(0) / (diff.std(0, ddof=1) / np.sqrt(diff.shape[0]))
     assert np.abs(z).max() < 4
     assert np.all(state.stderr < readout.stderr)
+
+
+def test_ntk_samples_are_the_networks_of_the_split_keys():
+    """The vectorised Monte Carlo NTK draws network s from ``split(key, samples)[s]``:
+    equal to one-network calls, and its mean and SE are those of the draws."""
+    net = tiny("B", "swish")
+    key = jax.random.key(5)
+    est = em.empirical_ntk_samples(net, X, key, 3, train_input_layer=False)
+    one = [em.empirical_ntk(net, X, k, train_input_layer=False)
+           for k in jax.random.split(key, 3)]
+    np.testing.assert_allclose(est.draws, np.stack(one), rtol=1e-12, atol=1e-12)
+    np.testing.assert_allclose(est.mean, est.draws.mean(0))
+    np.testing.assert_allclose(est.stderr, est.draws.std(0, ddof=1) / np.sqrt(3))

@@ -160,6 +160,35 @@ def test_simulate_paths_records_and_reproduces():
     assert np.allclose(comp, (occ[live, -1] - 2 * 2.0) / 4, atol=1e-4)
 
 
+def test_antithetic_pairs_share_the_start_and_negate_the_noise():
+    # identity activation, one layer: Y_1 - Y_0 = sqrt(dt) s_w |Y_0| Z, so the pair's
+    # increments are exact negatives
+    net = hayou_resnet(3, 1, "identity", input_dim=1)
+    ds = fw.simulate_paths(net, [1.0], jax.random.key(2), samples=64, keep_state=True,
+                           antithetic=True, dtype=jnp.float64)
+    X = ds.state.isel(input=0).values.reshape(32, 2, 2, 3)      # (pair, path, time, neuron)
+    np.testing.assert_array_equal(X[:, 0, 0], X[:, 1, 0])
+    np.testing.assert_allclose(X[:, 0, 1] - X[:, 0, 0], -(X[:, 1, 1] - X[:, 1, 0]),
+                               rtol=1e-12, atol=1e-12)
+    assert len(np.unique(X[:, 0, 0, 0])) == 32                  # pairs are independent
+    with pytest.raises(ValueError, match="even"):
+        fw.simulate_paths(net, [1.0], jax.random.key(2), samples=9, antithetic=True)
+
+
+def test_coarsen_couples_the_half_step_network_to_the_same_brownian_path():
+    fine_net = hayou_resnet(4, 64, "relu", input_dim=1)
+    coarse_net = hayou_resnet(4, 32, "relu", input_dim=1)
+    kw = dict(samples=256, keep_state=True, dtype=jnp.float64)
+    fine = fw.simulate_paths(fine_net, [1.0], jax.random.key(7), **kw)
+    coupled = fw.simulate_paths(coarse_net, [1.0], jax.random.key(7), coarsen=2, **kw)
+    other = fw.simulate_paths(coarse_net, [1.0], jax.random.key(8), coarsen=2, **kw)
+    y = [d.state.isel(input=0, time=-1).values for d in (fine, coupled, other)]
+    np.testing.assert_array_equal(fine.state.isel(input=0, time=0).values,
+                                  coupled.state.isel(input=0, time=0).values)
+    # same Brownian increments: the paths differ by O(dt^(1/2)), far less than two laws
+    assert np.std(y[0] - y[1]) < 0.2 * np.std(y[0] - y[2])
+
+
 @pytest.mark.parametrize("kwargs, message", [
     (dict(times=[0.3]), "multiple of dt"),
     (dict(times=[1.0, 0.5]), "increasing"),
@@ -199,6 +228,13 @@ def test_sign_change_width():
     assert fw.sign_change_width(ds, 1.0) == 3
     ds["direct_hi"][1, 0] = 0.5  # width 2 straddles 0: no clean separation
     assert fw.sign_change_width(ds, 1.0) is None
+    ds["direct_hi"][1, 0] = -0.5
+    # a step-bias bound widens every interval: width 3 no longer clears 0, so width 4 is
+    # no clean threshold either
+    ds["direct_bound"] = (("width", "horizon"), [[0.1], [0.1], [1.5], [0.1]])
+    assert fw.sign_change_width(ds, 1.0) is None
+    ds["direct_bound"][2, 0] = 0.4
+    assert fw.sign_change_width(ds, 1.0) == 3
 
 
 def test_study_bad_input():
@@ -206,6 +242,10 @@ def test_study_bad_input():
         fw.regime_study([0, 1], [1.0], samples=10)
     with pytest.raises(ValueError, match="horizons"):
         fw.regime_study([1, 2], [-1.0], samples=10)
+    with pytest.raises(ValueError, match="pairs"):
+        fw.regime_study([1, 2], [1.0], samples=11)
+    with pytest.raises(ValueError, match="even number of layers"):
+        fw.regime_study([1, 2], [1.0], steps_per_unit=3, samples=10)
     with pytest.raises(ValueError, match="not of the form"):
         fw.gbm_law_study(["relu"], [2], samples=10)
     with pytest.raises(ValueError, match="rho"):

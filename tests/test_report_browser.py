@@ -1,10 +1,13 @@
 """The reproduction report renders in a real browser: headless Chromium opens the page
 written by ``deeplimits reproduce`` and sees the verdict table and every figure decoded."""
 
+import dataclasses
 import shutil
 
 import pytest
 
+from deeplimits.experiments.claims import registry
+from deeplimits.experiments.report import figure_png, render_report
 from deeplimits.experiments.reproduce import reproduce
 
 CLAIMS = ["K2"]  # the cheapest claim: the browser, not the claim, is under test
@@ -22,6 +25,13 @@ def _chromium() -> str:
                 "(the README's test command and .ci/run do this when it is missing)")
 
 
+def _every_row_report(result, path):
+    figure = figure_png(result.claim.plot(result.dataset))
+    results = [dataclasses.replace(result, claim=claim) for claim in registry().values()]
+    return render_report(results, {r.claim.id: figure for r in results}, path, scale="quick",
+                         seed=0, seconds=1.0).resolve()
+
+
 def test_report_table_and_figures_render_in_chromium(tmp_path):
     from playwright.sync_api import sync_playwright
 
@@ -32,7 +42,12 @@ def test_report_table_and_figures_render_in_chromium(tmp_path):
             "--no-sandbox", "--disable-gpu", "--disable-background-networking",
             "--disable-component-update", "--no-first-run", "--disable-sync"])
         try:
-            page = browser.new_page()
+            page = browser.new_page(viewport={"width": 1400, "height": 900})
+            # the full report's table fits a laptop-wide window: no column runs off to the
+            # right (every registered claim's row, with the K2 row's verdict and figure)
+            page.goto(_every_row_report(results[0], tmp_path / "every-row.html").as_uri())
+            overflow = page.evaluate("document.documentElement.scrollWidth - window.innerWidth")
+            assert overflow <= 0, f"the report is {overflow} px wider than a 1400 px window"
             page.goto(report.resolve().as_uri())
             rows = page.locator("table#verdicts tbody tr")
             assert rows.count() == len(CLAIMS)

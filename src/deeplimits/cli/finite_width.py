@@ -163,11 +163,16 @@ def regime(
     hs = _floats(horizons, "horizons")
     _positive(steps_per_unit, "steps-per-unit")
     _positive(samples, "samples", 2)
+    if samples % 2:
+        raise fail(f"--samples must be even (paths come in antithetic pairs), got {samples}")
     if not 0 < level < 1:
         raise fail(f"--level must be in (0, 1), got {level}")
     start = time.perf_counter()
-    ds = regime_study(ws, hs, steps_per_unit=steps_per_unit, samples=samples, seed=seed,
-                      level=level, progress=True)
+    try:
+        ds = regime_study(ws, hs, steps_per_unit=steps_per_unit, samples=samples, seed=seed,
+                          level=level, progress=True)
+    except ValueError as exc:  # a horizon that is not an even number of layers
+        raise fail(str(exc)) from None
     config = dict(widths=ws, horizons=hs, steps_per_unit=steps_per_unit, samples=samples,
                   level=level)
     _write(ds, plot_regime, out, figure, config, seed, start)

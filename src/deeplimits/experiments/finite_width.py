@@ -128,16 +128,31 @@ def regime_study(widths: Sequence[int] = range(1, 9), horizons: Sequence[float] 
     """Expected ReLU post-activation log-ratio ``E log(|phi(Y_t)|/|phi(Y_0)|)`` by width and
     horizon, from ``Y_0 ~ N(0, I_n)`` conditioned on a live start (``finite_width.md`` §7).
 
-    One network of horizon ``max(horizons)`` and ``steps_per_unit`` layers per unit time is
-    recorded at each horizon. Two estimators with ``level`` intervals:
+    One float64 network of horizon ``T = max(horizons)`` and ``steps_per_unit`` layers per
+    unit time (float32 squares underflow on long horizons and fake deaths) is recorded at
+    each horizon, in ``samples / 2`` antithetic pairs (same ``Y_0``, negated noise: each
+    path keeps its law, and the pair mean cancels the martingale part to first order). The
+    network with half the layers driven by the same Brownian increments (``coarsen=2``) is
+    run beside it for the O(dt) step bias. Per (width, horizon), over live pairs in which no
+    path of either network died (``died`` counts the others), with ``level`` intervals:
 
-    * ``direct``: the sample mean of the log-ratio;
-    * ``compensator``: the mean of ``(2n)^-1 int_0^t (N_s - 2) ds``, equal in expectation by
-      the identity of §5 (the martingale part has mean 0) and far less noisy.
+    * ``direct``: mean of the log-ratio (the verdict's statistic), ``direct_se``, ``_lo``,
+      ``_hi``; ``direct_coarse`` the same for the coarse network;
+    * ``step_bias``: mean of fine minus coarse, ``step_bias_se``. The Euler step has weak
+      order 1 (bias ``c dt + O(dt^2)``), so this estimates the bias of the fine network;
+      ``direct_bound = |step_bias| + z step_bias_se`` is its upper confidence bound, to be
+      added to the Monte Carlo interval;
+    * ``rate``: the growth rate on the interval ending at this horizon,
+      ``E[log-ratio_t - log-ratio_s] / (t - s)`` (``s`` the previous horizon, or 0), with
+      ``rate_se`` and its step-bias bound ``rate_bound`` (paired differences on one path);
+    * ``excess_active``: ``E int_s^t (N_u - 1) du / (2n (t - s))`` with SE, the transient of
+      the rate over ``-1/(2n)`` (§5 with ``N_u >= 1`` while alive: one-sided, >= 0);
+    * ``compensator``: the mean of ``(2n)^-1 int_0^t (N_s - 2) ds`` (equal to ``direct`` in
+      expectation by the identity of §5; reported, not a verdict), with its interval;
+    * ``active_fraction`` ``E N_t / n`` and ``single_active`` ``P(N_t = 1)`` (live paths).
 
     Beside them: the analytic initial drift ``(E[N_0 | N_0 >= 1] - 2) / (2n)``, its
-    ``E[N_0 | N_0 >= 1]`` with a Monte Carlo estimate, the live-start fraction, the mean
-    active fraction ``N_t / n`` at each horizon, and the paths that died on the way.
+    ``E[N_0 | N_0 >= 1]`` with a Monte Carlo estimate, and the live-start fraction.
     """
     widths = positive_ints(widths, "widths")
     horizons = sorted(float(h) for h in np.atleast_1d(horizons))
@@ -145,50 +160,91 @@ def regime_study(widths: Sequence[int] = range(1, 9), horizons: Sequence[float] 
         raise ValueError(f"horizons must be positive, got {horizons!r}")
     steps_per_unit = positive_ints(steps_per_unit, "steps_per_unit")[0]
     samples = check_path_samples(samples)
+    if samples % 2:
+        raise ValueError(f"samples come in antithetic pairs: must be even, got {samples}")
     if not 0 < level < 1:
         raise ValueError(f"level must be in (0, 1), got {level!r}")
     T = horizons[-1]
     depth = round(T * steps_per_unit)
+    coarse_steps = [h * steps_per_unit / 2 for h in horizons]
+    if depth % 2 or any(abs(c - round(c)) > 1e-9 for c in coarse_steps):
+        raise ValueError("every horizon must be an even number of layers (the coupled coarse "
+                         f"network has half), got {horizons} at {steps_per_unit} per unit")
     key = seed_key(seed, "regime")
     z = st.norm.ppf(0.5 + level / 2)
-    names = ("direct", "direct_se", "compensator", "compensator_se", "active_fraction",
-             "died")
+    names = ("direct", "direct_se", "direct_coarse", "step_bias", "step_bias_se", "rate",
+             "rate_se", "rate_step_bias", "rate_step_bias_se", "excess_active",
+             "excess_active_se", "compensator", "compensator_se", "active_fraction",
+             "single_active", "died")
     res = {name: np.full((len(widths), len(horizons)), np.nan) for name in names}
     live_frac, n0_mc, n0_se, seconds = [], [], [], []
+    grid = np.array([0.0, *horizons])
+
+    def pair_mean(a):
+        return a.reshape(-1, 2, *a.shape[1:]).mean(1)
+
     for i, n in enumerate(widths):
-        start = time.perf_counter()
-        net = hayou_resnet(n, depth, "relu", input_dim=1, horizon=T)
-        ds = simulate_paths(net, [1.0], jax.random.fold_in(key, n), samples=samples,
-                            times=horizons, keep_state=n <= 64, progress=progress)
-        lp = ds.log_phi_norm.isel(input=0).values
-        live = np.isfinite(lp[:, 0])
+        begin = time.perf_counter()
+        runs = []
+        for layers, coarsen in ((depth, 1), (depth // 2, 2)):
+            net = hayou_resnet(n, layers, "relu", input_dim=1, horizon=T)
+            runs.append(simulate_paths(net, [1.0], jax.random.fold_in(key, n), samples=samples,
+                                       times=horizons, keep_state=n <= 64, antithetic=True,
+                                       coarsen=coarsen, dtype=jnp.float64,
+                                       progress=progress))
+        fine, coarse = runs
+        lp = fine.log_phi_norm.isel(input=0).values            # (S, 1 + horizons)
+        lpc = coarse.log_phi_norm.isel(input=0).values
+        live = np.isfinite(lp[:, 0])                            # the pair shares Y_0
         live_frac.append(live.mean())
-        if "state" in ds:
-            N0 = (ds.state.isel(input=0, time=0).values > 0).sum(-1)[live]
+        if "state" in fine:
+            N0 = (fine.state.isel(input=0, time=0).values > 0).sum(-1)[live]
             n0_mc.append(N0.mean())
             n0_se.append(N0.std(ddof=1) / math.sqrt(N0.size))
         else:
             n0_mc.append(np.nan)
             n0_se.append(np.nan)
-        for j in range(len(horizons)):
-            lr = lp[live, j + 1] - lp[live, 0]
-            ok = np.isfinite(lr)
-            res["died"][i, j] = (~ok).sum()
-            direct = stats.mean_ci(lr[ok], level)
-            comp = (ds.occupation.isel(input=0, time=j + 1).values[live][ok]
-                    - 2 * horizons[j]) / (2 * n)
-            cm = stats.mean_ci(comp, level)
+        with np.errstate(invalid="ignore"):
+            lr, lrc = lp - lp[:, :1], lpc - lpc[:, :1]          # -inf: died on the way
+        occ = fine.occupation.isel(input=0).values
+        pair_live = pair_mean(live.astype(float)) == 1
+        for j, h in enumerate(horizons):
+            # a pair is used at horizon h when neither path of either network died by h
+            ok = pair_live & (pair_mean(np.isfinite(lr[:, j + 1]) & np.isfinite(lrc[:, j + 1]))
+                              == 1)
+            res["died"][i, j] = int(pair_live.sum() - ok.sum())
+            f, c = pair_mean(np.where(np.isfinite(lr), lr, 0.0))[ok], \
+                pair_mean(np.where(np.isfinite(lrc), lrc, 0.0))[ok]
+            direct, diff = stats.mean_ci(f[:, j + 1], level), stats.mean_ci(
+                f[:, j + 1] - c[:, j + 1], level)
+            span = grid[j + 1] - grid[j]
+            rate = stats.mean_ci((f[:, j + 1] - f[:, j]) / span, level)
+            rate_diff = stats.mean_ci(((f - c)[:, j + 1] - (f - c)[:, j]) / span, level)
+            excess = stats.mean_ci(pair_mean((occ[:, j + 1] - occ[:, j]) / span - 1)[ok]
+                                   / (2 * n), level)
+            comp = stats.mean_ci(pair_mean((occ[:, j + 1] - 2 * h) / (2 * n))[ok], level)
             res["direct"][i, j], res["direct_se"][i, j] = direct.value, direct.stderr
-            res["compensator"][i, j], res["compensator_se"][i, j] = cm.value, cm.stderr
-            if "state" in ds:
-                Xt = ds.state.isel(input=0, time=j + 1).values[live][ok]
-                res["active_fraction"][i, j] = (Xt > 0).mean()
-        seconds.append(time.perf_counter() - start)
+            res["direct_coarse"][i, j] = float(c[:, j + 1].mean())
+            res["step_bias"][i, j], res["step_bias_se"][i, j] = diff.value, diff.stderr
+            res["rate"][i, j], res["rate_se"][i, j] = rate.value, rate.stderr
+            res["rate_step_bias"][i, j] = rate_diff.value
+            res["rate_step_bias_se"][i, j] = rate_diff.stderr
+            res["excess_active"][i, j] = excess.value
+            res["excess_active_se"][i, j] = excess.stderr
+            res["compensator"][i, j], res["compensator_se"][i, j] = comp.value, comp.stderr
+            if "state" in fine:
+                alive = np.repeat(ok, 2)
+                Nt = (fine.state.isel(input=0, time=j + 1).values[alive] > 0).sum(-1)
+                res["active_fraction"][i, j] = Nt.mean() / n
+                res["single_active"][i, j] = (Nt == 1).mean()
+        seconds.append(time.perf_counter() - begin)
     dims = ("width", "horizon")
     data = {name: (dims, value) for name, value in res.items()}
-    for est in ("direct", "compensator"):
+    for est in ("direct", "compensator", "rate"):
         data[f"{est}_lo"] = (dims, res[est] - z * res[f"{est}_se"])
         data[f"{est}_hi"] = (dims, res[est] + z * res[f"{est}_se"])
+    data["direct_bound"] = (dims, np.abs(res["step_bias"]) + z * res["step_bias_se"])
+    data["rate_bound"] = (dims, np.abs(res["rate_step_bias"]) + z * res["rate_step_bias_se"])
     data.update(
         initial_drift=("width", [closed_forms.relu_initial_log_drift(n) for n in widths]),
         live_active_mean=("width", [closed_forms.relu_live_active_mean(n) for n in widths]),
@@ -198,14 +254,18 @@ def regime_study(widths: Sequence[int] = range(1, 9), horizons: Sequence[float] 
         seconds=("width", seconds))
     return xr.Dataset(data, coords={"width": widths, "horizon": horizons},
                       attrs=dict(steps_per_unit=steps_per_unit, depth=depth, samples=samples,
-                                 seed=seed, level=level))
+                                 seed=seed, level=level, dtype="float64", antithetic=1))
 
 
 def sign_change_width(ds: xr.Dataset, horizon: float, estimator: str = "direct") -> int | None:
     """Smallest width whose ``level`` interval lies above 0 while every smaller width's lies
-    below 0 (``None`` when the widths do not separate that cleanly)."""
+    below 0 (``None`` when the widths do not separate that cleanly). Where the study gives
+    a bias bound ``{estimator}_bound`` (the step bias), each interval is widened by it."""
     sel = ds.sel(horizon=horizon)
     lo, hi = sel[f"{estimator}_lo"].values, sel[f"{estimator}_hi"].values
+    bound_name = f"{estimator}_bound"
+    if bound_name in sel:
+        lo, hi = lo - sel[bound_name].values, hi + sel[bound_name].values
     for i, n in enumerate(ds.width.values):
         if lo[i] > 0:
             return int(n) if i > 0 and np.all(hi[:i] < 0) else None
@@ -223,7 +283,8 @@ def dead_orthant_study(widths: Sequence[int], depths: Sequence[int], *, samples:
     depth, with its binomial standard error.
 
     ``iid=True``: the same layers without the ``1/L`` variance scaling (horizon ``T = L``,
-    every layer's weights ``N(0, sigma_w^2/n)``), whose collapse does not vanish with depth.
+    every layer's weights ``N(0, sigma_w^2/n)``), whose collapse does not vanish with depth;
+    run in float64 (on that horizon float32 squares of the norm underflow).
     """
     widths = positive_ints(widths, "widths")
     depths = positive_ints(depths, "depths")
@@ -234,8 +295,11 @@ def dead_orthant_study(widths: Sequence[int], depths: Sequence[int], *, samples:
     for i, n in enumerate(widths):
         for j, L in enumerate(depths):
             net = hayou_resnet(n, L, "relu", input_dim=1, horizon=float(L) if iid else 1.0)
+            # the i.i.d. twin runs to horizon L, where the post-activation norm falls like
+            # e^{-L/(2n)}: in float32 its square underflows (a fake death), so float64
             ds = simulate_paths(net, [1.0], jax.random.fold_in(key, 10_000 * i + j),
-                                samples=samples, keep_state=True, progress=progress)
+                                samples=samples, keep_state=True, progress=progress,
+                                dtype=jnp.float64 if iid else jnp.float32)
             lp = ds.log_phi_norm.isel(input=0).values
             dead0, live = ~np.isfinite(lp[:, 0]), np.isfinite(lp[:, 0])
             dead_start[i, j] = dead0.sum()

@@ -85,9 +85,12 @@ def paper_summary(results: Sequence[ClaimResult], failures: Mapping[str, str]) -
     return "; ".join(parts) + "."
 
 _STYLE = """
-body { font-family: system-ui, sans-serif; margin: 2em auto; max-width: 1100px; color: #222; }
+body { font-family: system-ui, sans-serif; margin: 2em auto; padding: 0 1em;
+       max-width: 1500px; color: #222; }
 table { border-collapse: collapse; width: 100%; font-size: 0.9em; }
-th, td { border: 1px solid #ccc; padding: 4px 8px; text-align: left; vertical-align: top; }
+/* long formulas and numbers wrap inside their cell, so twelve columns fit a laptop screen */
+th, td { border: 1px solid #ccc; padding: 4px 6px; text-align: left; vertical-align: top;
+         overflow-wrap: anywhere; }
 th { background: #f0f0f0; }
 td.pass { background: #d9f2d9; font-weight: bold; }
 td.fail { background: #f8d0d0; font-weight: bold; }
@@ -97,7 +100,7 @@ tr.group-start td { border-top: 3px solid #888; }
 td.paper { font-weight: bold; background: #fafafa; }
 section { margin-top: 2.5em; }
 img { max-width: 100%; }
-img.thumb { width: 220px; }
+img.thumb { width: 160px; }
 p.summary { background: #f6f6f6; padding: 6px 10px; }
 .small { font-size: 0.85em; color: #555; }
 code { background: #f6f6f6; padding: 0 3px; }

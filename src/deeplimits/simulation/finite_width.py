@@ -24,6 +24,7 @@ Every study is a pure function of its arguments and a seed and returns an
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Sequence
 
 import equinox as eqx
@@ -35,7 +36,7 @@ import xarray as xr
 from deeplimits._core.linalg import psd_sqrt
 from deeplimits._core.progress import progress_callback
 from deeplimits._core.validation import check_inputs
-from deeplimits.simulation.samplers import ExactSampler
+from deeplimits.simulation.samplers import DenseSampler, ExactSampler, get_sampler
 from deeplimits.spec.activations import Activation
 from deeplimits.spec.blocks import FormA
 from deeplimits.spec.laws import Gaussian
@@ -88,12 +89,9 @@ def padded_width(n: int) -> int:
     return max(8, 1 << (n - 1).bit_length())
 
 
-SAMPLERS = ("exact", "dense")
-
-
 @eqx.filter_jit
 def _run_paths(act: Activation, X0, width, sigma_w, key, h, bounds, keep_state: bool,
-               ito: bool, dense: bool = False):
+               ito: bool, dense: bool = False, antithetic: bool = False, coarsen: int = 1):
     """Paths of Hayou's network from ``X0`` (``(S, k, m)``, zero-padded beyond ``width``)
     with step ``h``, recording after ``bounds[r + 1]`` layers.
 
@@ -105,7 +103,12 @@ def _run_paths(act: Activation, X0, width, sigma_w, key, h, bounds, keep_state: 
     ``M = sum <phi phi' / |phi|^2, dY>`` and compensator
     ``A = (s_w^2 / 2) sum h (sum_i [phi'^2 + phi phi''] - 2 |phi phi'|^2 / |phi|^2)``.
     With ``dense`` the layer is the dense network's ``Y + sqrt(h) s_w E phi(Y)`` with a
-    standard normal ``n x n`` matrix ``E`` shared by the inputs.
+    standard normal ``n x n`` matrix ``E`` shared by the inputs. With ``antithetic`` the
+    paths come in adjacent pairs ``(2j, 2j + 1)`` (same ``X0``, given by the caller) whose
+    noise ``Z`` (or ``E``) is the same draw with opposite signs. With ``coarsen = c`` layer
+    ``l``'s noise is ``c^-1/2`` times the sum of the draws of layers ``c l, ..., c l + c - 1``
+    of the same key: the path is the network with ``c`` times fewer layers driven by the
+    same Brownian increments as the finer one (a coupled pair for the step bias).
     """
     dtype = X0.dtype
     mask = (jnp.arange(X0.shape[-1]) < width).astype(dtype)
@@ -115,15 +118,27 @@ def _run_paths(act: Activation, X0, width, sigma_w, key, h, bounds, keep_state: 
     def phi(X):
         return act(X) * mask
 
+    def draw(l, shape):
+        if not antithetic:
+            return Gaussian().sample(jax.random.fold_in(key, l), shape, dtype)
+        half = Gaussian().sample(jax.random.fold_in(key, l), (shape[0] // 2, *shape[1:]), dtype)
+        # the sign flip is exact: -Z has the law of Z, so each path keeps its law
+        return jnp.stack([half, -half], axis=1).reshape(shape)
+
+    def noise(l, shape):
+        if coarsen == 1:
+            return draw(l, shape)
+        return sum(draw(coarsen * l + i, shape) for i in range(coarsen)) / math.sqrt(coarsen)
+
     def layer(l, carry):
         X, M, A, N = carry
         f = phi(X)
         if dense:
             m = X.shape[-1]
-            E = Gaussian().sample(jax.random.fold_in(key, l), (X.shape[0], m, m), dtype)
+            E = noise(l, (X.shape[0], m, m))
             Xn = X + jnp.sqrt(h) * s_w * jnp.einsum("sab,skb->ska", E, f) * mask
         else:
-            z = Gaussian().sample(jax.random.fold_in(key, l), X.shape, dtype) * mask
+            z = noise(l, X.shape) * mask
             root = jax.vmap(psd_sqrt)(jnp.einsum("ska,sja->skj", f, f))
             Xn = X + jnp.sqrt(h) * s_w * jnp.einsum("skj,sja->ska", root, z)
         N = N + h * jnp.sum((X > 0) * mask, -1)
@@ -176,6 +191,8 @@ def simulate_paths(
     dtype=jnp.float32,
     pad_width: int | None = None,
     sampler: str = "exact",
+    antithetic: bool = False,
+    coarsen: int = 1,
     progress: bool | Callable[[int], None] = False,
 ) -> xr.Dataset:
     """Paths of Hayou's network from the exact sampler (or the dense network), recorded at
@@ -198,6 +215,18 @@ def simulate_paths(
         sampler: ``"exact"`` (the Gram sampler, ``O(n k^2)`` per layer) or ``"dense"`` (the
             network with its ``n x n`` weight matrices drawn, ``O(n^2 k)`` per layer; the
             same law).
+        antithetic: paths in adjacent pairs ``(2j, 2j + 1)`` with the same start ``Y_0``
+            and opposite noise (every Gaussian draw negated in the second path). Each path
+            keeps its law (the noise is symmetric) and the pairs are independent, so the mean
+            of a pair is an unbiased sample with its own variance (an exact variance
+            reduction for statistics odd in the noise, such as the martingale part of a
+            log-ratio). ``samples`` must be even.
+        coarsen: drive each layer with the normalised sum of ``coarsen`` consecutive draws
+            of the network with ``coarsen`` times as many layers and the same ``key``: the
+            same law as the default (a sum of ``c`` standard normals over ``sqrt(c)`` is
+            standard normal), and with the same key and samples the paths are that finer
+            network's, run with the step ``coarsen`` times larger on the same Brownian
+            increments, so ``fine - coarse`` has a small variance (the step bias).
         progress: a bar (``True``) or a callback taking the number of paths done.
 
     Returns:
@@ -209,10 +238,17 @@ def simulate_paths(
         For ReLU ``A_t = (s_w^2 / 2)(occupation - 2t)`` while alive. Cost: ``O(samples n k^2)``
         per layer.
     """
-    if sampler not in SAMPLERS:
-        raise ValueError(f"sampler must be one of {SAMPLERS}, got {sampler!r}")
     _check_hayou(net)
+    # the recorder runs its own layer loop (statistics kept at segment bounds, so depth
+    # 10^6 stays O(1) in memory), with the steps of these two samplers
+    strategy = get_sampler(sampler, net)
+    if type(strategy) not in (ExactSampler, DenseSampler):
+        raise ValueError(f"paths are recorded for sampler 'exact' or 'dense', got {sampler!r}")
+    dense = isinstance(strategy, DenseSampler)
     samples = check_path_samples(samples)
+    if antithetic and samples % 2:
+        raise ValueError(f"antithetic paths come in pairs: samples must be even, got {samples}")
+    coarsen = positive_ints(coarsen, "coarsen")[0]
     x = check_inputs(net, x, dtype)
     if not bool(jnp.all(jnp.any(x != 0, axis=-1))):
         raise ValueError("inputs must be non-zero: a zero input stays at 0, and its log-norm "
@@ -243,12 +279,14 @@ def simulate_paths(
     with progress_callback(progress, samples, f"paths n={n}") as advance:
         for c, start in enumerate(range(0, samples, chunk)):  # the last chunk is padded
             keys = jax.random.split(jax.random.fold_in(k_embed, c), chunk)
+            if antithetic:  # one start per pair (chunk is even: a power of two >= 2)
+                keys = jnp.repeat(keys[: chunk // 2], 2, axis=0)
             X0 = jax.vmap(lambda kk: net.embed(kk, x))(keys).astype(dtype)
             X0 = jnp.pad(X0, ((0, 0), (0, 0), (0, m - n)))
             # width, sigma_w and the step are traced: one compile per (activation, shape)
             out = _run_paths(net.activation, X0, jnp.asarray(n), jnp.asarray(net.sigma_w),
                              jax.random.fold_in(k_layers, c), jnp.asarray(dt), bounds,
-                             record_state, ito, sampler == "dense")
+                             record_state, ito, dense, antithetic, coarsen)
             size = min(chunk, samples - start)
             part = {name: np.asarray(a[: len(layers) + 1, :size]) for name, a in out.items()}
             if keep_state:
@@ -266,5 +304,6 @@ def simulate_paths(
         coords={"time": [0.0, *times]})
     ds = ds.transpose("sample", "time", ...)
     ds.attrs.update(width=n, depth=net.depth, horizon=net.horizon, sigma_w=net.sigma_w,
-                    activation=net.activation.name, samples=samples, dt=dt, sampler=sampler)
+                    activation=net.activation.name, samples=samples, dt=dt,
+                    sampler=strategy.name, antithetic=int(antithetic), coarsen=coarsen)
     return ds

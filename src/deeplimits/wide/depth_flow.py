@@ -37,6 +37,8 @@ MAX_STEPS = 2**14
 
 _FIRST_STEPS = 4
 
+_MIN_RATE = 8.0  # e(n/2) / e(n) at least this (order >= 3 of RK4's 4) to trust a prediction
+
 _SAFETY = 0.5  # steps are chosen for an estimate of at most _SAFETY * rtol: the estimate
 # is asymptotic and the pilot pairs stand for, but are not, all pairs (costs 2^(1/4) steps)
 
@@ -53,7 +55,8 @@ class Kernel:
         steps: the RK4 steps used at infinite depth (``None`` at finite depth).
         error: at infinite depth, the estimated discretisation error of the NNGP and NTK,
             relative to the largest entry of each (the larger of the two): the Richardson
-            estimate of :func:`choose_steps` on its pilot pairs; ``None`` at finite depth,
+            estimate of :func:`choose_steps` on its pilot pairs (measured, or predicted by
+            the rate the estimates converged at); ``None`` at finite depth,
             where the recursion is exact up to rounding.
         table_error: when the kernel was evaluated from a Chebyshev table of pair flows
             (:mod:`deeplimits.wide.pair_tables`), the measured difference between the table
@@ -140,10 +143,20 @@ def choose_steps(pilot: Callable[[int], tuple], rtol: float, steps: int | None =
     of pairs that stands for the kernel (its extreme and evenly spaced inputs). RK4's
     error is ``C h^4`` asymptotically, so ``e(n) = |y_n - y_2n| 16/15`` estimates the error
     of ``n`` steps. With ``steps`` given, returns ``(steps, e(steps))``. Otherwise ``n``
-    doubles from 4 until ``e(n) <= rtol / 2`` (a margin for an asymptotic estimate on
-    pilot pairs); then the count ``n* = n (2 e(n)/rtol)^(1/4)`` predicted by the rate (at
-    most ``n``, more than ``n/2``) is tried, and kept if its own measured ``e(n*)`` meets
-    ``rtol / 2``. Errors are relative to the largest entry of each output.
+    doubles from 4 until the tolerance ``rtol / 2`` (a margin for an asymptotic estimate on
+    pilot pairs) is met within ``(n, 2n]``:
+
+    * if ``e(n)`` meets it, the count ``n* = n (2 e(n)/rtol)^(1/4)`` predicted by the rate
+      (at most ``n``, more than ``n/2``) is tried, and kept if its own measured ``e(n*)``
+      meets ``rtol / 2`` (else ``n``);
+    * if the estimates already converge at the rate (``e(n/2) / e(n) >= 8``, i.e. an
+      observed order ``p = log2(e(n/2) / e(n)) >= 3``, used capped at 4) and the rate
+      predicts ``e(m) = e(n) (n / m)^p <= rtol / 2`` for some ``m <= 2n``, the smallest such
+      ``m`` (times 1.05) is returned with that predicted error: the doubling stops one
+      level (``y_4n``) and one verification (``y_n*``, ``y_2n*``) earlier, which halves the
+      pilot's cost where every flow is expensive (a Mehler-series dual).
+
+    Errors are relative to the largest entry of each output.
     """
     if steps is not None:
         return int(steps), 16 / 15 * relative_difference(pilot(steps), pilot(2 * steps))
@@ -151,16 +164,22 @@ def choose_steps(pilot: Callable[[int], tuple], rtol: float, steps: int | None =
         raise ValueError(f"rtol must be a finite number > 0, got {rtol!r}")
     target = _SAFETY * rtol
     n, y_n = _FIRST_STEPS, pilot(_FIRST_STEPS)
+    previous = None  # e(n / 2)
     while True:
         y_2n = pilot(2 * n)
         err = 16 / 15 * relative_difference(y_n, y_2n)
         if err <= target:
             break
+        if previous is not None and err > 0 and previous / err >= _MIN_RATE:
+            order = min(4.0, math.log2(previous / err))
+            if err * 2.0**-order <= target:  # the rate reaches the target within (n, 2n]
+                m = min(2 * n, math.ceil(n * (err / target) ** (1 / order) * 1.05))
+                return m, err * (n / m) ** order
         if 2 * n > MAX_STEPS:
             warnings.warn(f"RK4 with {n} steps has an estimated error {err:.2g} > rtol = "
                           f"{rtol:.2g}; returning it (MAX_STEPS = {MAX_STEPS})", stacklevel=3)
             return n, err
-        n, y_n = 2 * n, y_2n
+        n, y_n, previous = 2 * n, y_2n, err
     best = max(n // 2 + 1, math.ceil(n * (err / target) ** 0.25 * 1.05)) if err > 0 else n
     best = max(1, min(n, best))
     if best < n:

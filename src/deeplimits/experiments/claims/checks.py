@@ -16,6 +16,9 @@
 * :func:`ks_power`: the smallest sup-distance between CDFs that a KS test at level
   ``alpha`` rejects with probability ``power`` (critical distance plus the
   Dvoretzky-Kiefer-Wolfowitz bound on the empirical CDFs' own error).
+* :func:`width_extrapolation`: the ``n -> infinity`` limit of a Monte Carlo mean whose bias
+  is ``O(1/n)`` (weighted fit ``mean(n) = a + b / n``, intercept ``a`` with its standard
+  error), for comparing finite networks with a wide limit beyond their finite-width bias.
 * :func:`perturbed_spread`: a reference sample whose fluctuations about its mean are
   scaled by ``factor``: the law of a twin whose diffusion coefficient is off by that
   factor (exact for a Gaussian law), used as a negative control that shares the samples.
@@ -33,7 +36,7 @@ from deeplimits.experiments.claims._base import Detectable, detectable_shift
 
 __all__ = ["LawGap", "law_gap", "equivalence", "rate_margins", "variance_detectable", "ks_power",
            "ks_detectable", "dkw_epsilon", "ks_equivalence", "ks_family", "perturbed_spread",
-           "weighted_rate"]
+           "weighted_rate", "Extrapolation", "width_extrapolation"]
 
 ALPHA = 0.01
 
@@ -216,3 +219,44 @@ def perturbed_spread(y, factor: float) -> np.ndarray:
     ``factor`` (a diffusion coefficient off by ``factor`` for a Gaussian law)."""
     a = np.asarray(y, np.float64)
     return a.mean() + factor * (a - a.mean())
+
+
+@dataclasses.dataclass(frozen=True)
+class Extrapolation:
+    """``mean(n) = intercept + coefficient / n`` fitted by weighted least squares; every field
+    has the shape of one mean (entrywise fits), the standard errors come from the means'
+    standard errors (known variances: no residual rescaling)."""
+
+    intercept: np.ndarray
+    intercept_se: np.ndarray
+    coefficient: np.ndarray
+    coefficient_se: np.ndarray
+
+
+def width_extrapolation(sizes, means, stderrs) -> Extrapolation:
+    """Extrapolate Monte Carlo means with an ``O(1/n)`` bias to ``n = infinity``.
+
+    A finite network's kernel has expectation ``K + b / n + O(n^-2)`` at width (or channel
+    count) ``n``; with independent means ``m_i`` (``(sizes, ...)``) of standard errors
+    ``s_i`` the weighted least-squares fit of ``m_i = a + b / n_i`` (weights ``1 / s_i^2``)
+    gives ``a`` with ``Var(a) = [(X^T W X)^{-1}]_{00}``, ``X = [1, 1/n_i]``. Two sizes make
+    the fit exact (Richardson: ``a = (n_2 m_2 - n_1 m_1) / (n_2 - n_1)``); more sizes also
+    average. Entrywise over the trailing axes of ``means``.
+    """
+    n = np.asarray(sizes, dtype=float)
+    m = np.asarray(means, dtype=float)
+    s = np.asarray(stderrs, dtype=float)
+    if n.ndim != 1 or n.size < 2 or m.shape[0] != n.size or s.shape != m.shape:
+        raise ValueError("width_extrapolation needs >= 2 sizes and one mean and standard "
+                         "error per size")
+    if np.unique(n).size != n.size or np.any(n <= 0):
+        raise ValueError("sizes must be distinct and > 0")
+    u = (1 / n).reshape((-1,) + (1,) * (m.ndim - 1))
+    w = 1 / s**2
+    # normal equations of [1, u] entrywise: [[S0, S1], [S1, S2]] (a, b) = (T0, T1)
+    S0, S1, S2 = w.sum(0), (w * u).sum(0), (w * u * u).sum(0)
+    T0, T1 = (w * m).sum(0), (w * u * m).sum(0)
+    det = S0 * S2 - S1**2
+    return Extrapolation(intercept=(S2 * T0 - S1 * T1) / det, intercept_se=np.sqrt(S2 / det),
+                         coefficient=(S0 * T1 - S1 * T0) / det,
+                         coefficient_se=np.sqrt(S0 / det))
