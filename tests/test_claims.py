@@ -109,6 +109,22 @@ def test_ks_equivalence_one_and_two_samples_and_the_family():
         ks_equivalence(x, y, 0.0)
 
 
+def test_rate_margins_pass_a_predicted_gap_at_99_percent_and_reject_a_larger_one():
+    from deeplimits.experiments.claims.checks import LawGap, equivalence, rate_margins
+
+    # the gap predicted from `first` is 0.4 * 0.1 = 0.04 (mean) and 0.02 (log var)
+    first = LawGap(0.4, 0.01, -0.2, 0.01, 0.0, 0.0)
+    rng = np.random.default_rng(5)
+    est = rng.standard_normal((20_000, 2)) * [0.01, 0.02] + [0.04, -0.02]
+    margins = rate_margins(first, LawGap(0.0, 0.01, 0.0, 0.02, 0.0, 0.0), 0.1)
+    passed = [equivalence(LawGap(m, 0.01, v, 0.02, 0.0, 0.0), **margins)[0] for m, v in est]
+    assert np.mean(passed) >= 0.99 - 4 * math.sqrt(0.99 * 0.01 / est.shape[0])
+    # a mean gap larger than its margin fails (the detectable effect is the margin)
+    assert not equivalence(LawGap(margins["mean"], 0.01, 0.0, 0.02, 0.0, 0.0), **margins)[0]
+    with pytest.raises(ValueError, match="factor"):
+        rate_margins(first, first, -1.0)
+
+
 def test_weighted_rate_recovers_a_power_law_with_its_standard_error():
     from deeplimits.experiments.claims.checks import weighted_rate
 

@@ -5,6 +5,8 @@
   (optionally) the excess kurtosis. The check passes when every upper confidence bound
   ``|estimate| + z_{1-alpha/k} se`` lies below its margin (Bonferroni over the ``k``
   components), so a pass is evidence of closeness, not a failure to reject.
+* :func:`rate_margins`: the margins of such a test where a convergence rate predicts the
+  gap (the predicted gap plus the standard errors that give 99% power at it).
 * :func:`ks_equivalence`: a distribution-free equivalence test (KS distance plus the DKW
   bounds below a margin), for laws too heavy-tailed for moment TOSTs; with a scipy
   distribution as ``y`` it is the one-sample version (one DKW bound).
@@ -32,9 +34,9 @@ from scipy import stats as st
 
 from deeplimits.experiments.claims._base import Detectable, detectable_shift
 
-__all__ = ["LawGap", "law_gap", "equivalence", "variance_detectable", "ks_power", "ks_detectable",
-           "dkw_epsilon", "ks_equivalence", "ks_family", "perturbed_spread", "weighted_rate",
-           "Extrapolation", "width_extrapolation"]
+__all__ = ["LawGap", "law_gap", "equivalence", "rate_margins", "variance_detectable", "ks_power",
+           "ks_detectable", "dkw_epsilon", "ks_equivalence", "ks_family", "perturbed_spread",
+           "weighted_rate", "Extrapolation", "width_extrapolation"]
 
 ALPHA = 0.01
 
@@ -93,6 +95,25 @@ def equivalence(gap: LawGap, *, mean: float, log_var: float, kurtosis: float | N
     text = ", ".join(f"{name} {e:+.4f} (SE {s:.4f}, bound {abs(e) + z * s:.4f} vs margin {m})"
                      for name, e, s, m in parts)
     return bool(max(ratios) < 1), float(max(ratios)), text
+
+
+def rate_margins(first: LawGap, last: LawGap, factor: float, *, tests: int = 2,
+                 alpha: float = ALPHA, beta: float = 0.01) -> dict[str, float]:
+    """Margins of :func:`equivalence` for a gap that a convergence rate predicts.
+
+    ``first`` is a gap measured where the discretisation effect is large, and ``factor``
+    the ratio, by the theory's rate, of the effect at the compared setting to that one
+    (e.g. ``L_0 / L`` for weak order 1). Each component's margin is the predicted gap
+    ``|first| * factor`` plus ``(z_{1-alpha/tests} + z_{1-beta/(2 tests)})`` standard errors
+    of ``last``: with ``tests`` components in all (the Bonferroni of the equivalence tests),
+    a gap no larger than predicted passes with probability ``>= 1 - beta``, and a gap larger
+    than the margin fails with probability ``>= 1 - alpha`` (the detectable effect).
+    """
+    if not (factor >= 0 and math.isfinite(factor)):
+        raise ValueError(f"factor must be finite and >= 0, got {factor}")
+    z = float(st.norm.isf(alpha / tests) + st.norm.isf(beta / (2 * tests)))
+    return {"mean": float(abs(first.mean) * factor + z * last.mean_se),
+            "log_var": float(abs(first.log_var) * factor + z * last.log_var_se)}
 
 
 def variance_detectable(gap: LawGap, margin: float, components: int = 2,
