@@ -148,12 +148,7 @@ class ResultStore:
             except ImportError:  # no fcntl (Windows): no lock
                 pass
             except OSError:
-                handle.seek(0)
-                holder = handle.read().strip() or "another process"
-                raise ValueError(
-                    f"results folder {self.root} is in use by another deeplimits sweep "
-                    f"({holder}); wait for it to finish (then rerun: finished cells are "
-                    "skipped) or give another folder") from None
+                raise self._in_use(handle) from None
             handle.seek(0)
             handle.truncate()
             handle.write(f"pid {os.getpid()} on {os.uname().nodename}, since "
@@ -164,6 +159,27 @@ class ResultStore:
             handle.close()
             if created and [p.name for p in self.root.iterdir()] == [self.LOCK]:
                 shutil.rmtree(self.root, ignore_errors=True)
+
+    def _in_use(self, handle) -> ValueError:
+        handle.seek(0)
+        holder = handle.read().strip() or "another process"
+        return ValueError(f"results folder {self.root} is in use by another deeplimits sweep "
+                          f"({holder}); wait for it to finish (then rerun: finished cells are "
+                          "skipped) or give another folder")
+
+    def _raise_if_locked(self) -> None:
+        """Raise the "in use" error if another process holds :meth:`lock` (a shared
+        ``flock`` probe, released at once; the lock file is only read)."""
+        try:
+            import fcntl
+
+            with open(self.root / self.LOCK) as handle:
+                try:
+                    fcntl.flock(handle, fcntl.LOCK_SH | fcntl.LOCK_NB)
+                except OSError:
+                    raise self._in_use(handle) from None
+        except (ImportError, FileNotFoundError):
+            pass
 
     def check(self) -> None:
         """Raise ``ValueError`` if ``root`` cannot hold this version's results.
@@ -186,6 +202,10 @@ class ResultStore:
                     f"is {package_version('deeplimits')}: use another folder (nothing was changed)")
         elif self.root.exists() and any(p.name in ("data", "failed")
                                         for p in self.root.iterdir()):
+            # a sweep that holds the folder creates these just before its manifest
+            self._raise_if_locked()
+            if manifest.exists():  # that sweep wrote it and ended since the first look
+                return self.check()
             raise ValueError(f"results folder {self.root} has results but no manifest: it "
                              "was not written by this version of deeplimits")
 
