@@ -190,3 +190,21 @@ def test_two_sweep_processes_on_one_folder_end_consistent(tmp_path):
         assert any("in use by another deeplimits sweep" in " ".join(text.split())
                    for _, text in results), results
     assert len(_consistent(out, QUICK)) == 6
+
+
+def test_a_folder_being_created_by_a_sweep_reads_as_in_use_not_foreign(tmp_path):
+    """The race of the test above, made deterministic: a sweep holds the folder and has made
+    ``data/`` but not yet its manifest. Another process's check says "in use"; the holder's
+    own check, and anyone's once the lock is gone, say "no manifest"."""
+    out = tmp_path / "run"
+    holder = ResultStore(out)
+    with holder.lock():
+        (out / "data").mkdir()
+        probe = ("from deeplimits.experiments.store import ResultStore\n"
+                 f"ResultStore({str(out)!r}).check()")
+        other = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True)
+        assert other.returncode == 1 and "is in use by another deeplimits sweep" in other.stderr
+        with pytest.raises(ValueError, match="has results but no manifest"):
+            holder.check()
+    with pytest.raises(ValueError, match="has results but no manifest"):
+        ResultStore(out).check()

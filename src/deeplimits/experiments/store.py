@@ -129,6 +129,7 @@ class ResultStore:
     def __init__(self, root: str | os.PathLike):
         self.root = Path(root)
         self._indexed = 0.0
+        self._holding = False  # this object holds lock()
 
     @contextlib.contextmanager
     def lock(self) -> Iterator[ResultStore]:
@@ -154,8 +155,10 @@ class ResultStore:
             handle.write(f"pid {os.getpid()} on {os.uname().nodename}, since "
                          f"{datetime.datetime.now(datetime.UTC).isoformat(timespec='seconds')}")
             handle.flush()
+            self._holding = True
             yield self
         finally:
+            self._holding = False
             handle.close()
             if created and [p.name for p in self.root.iterdir()] == [self.LOCK]:
                 shutil.rmtree(self.root, ignore_errors=True)
@@ -170,6 +173,8 @@ class ResultStore:
     def _raise_if_locked(self) -> None:
         """Raise the "in use" error if another process holds :meth:`lock` (a shared
         ``flock`` probe, released at once; the lock file is only read)."""
+        if self._holding:  # the holder is this sweep (flock conflicts across open files)
+            return
         try:
             import fcntl
 
