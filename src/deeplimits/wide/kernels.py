@@ -474,7 +474,6 @@ def _extreme_pairs(net, x1, x2, q1, q2, max_memory) -> tuple[np.ndarray, np.ndar
     vals_all, rows_all, cols_all = [[], []], [[], []], [[], []]
     rows = max(1, min(x1.shape[0], int(max_memory // (8 * 4 * x2.shape[0]))))
     s2 = jnp.sqrt(jnp.asarray(q2))
-    k = 1  # candidates per row
     for i in range(0, x1.shape[0], rows):
         qa = jnp.asarray(q1[i : i + rows])
         found = _chunk_extremes(net, x1[i : i + rows], x2, qa, s2, jnp.asarray(i), x2 is x1)
@@ -482,7 +481,7 @@ def _extreme_pairs(net, x1, x2, q1, q2, max_memory) -> tuple[np.ndarray, np.ndar
             vals, cols = np.asarray(vals).ravel(), np.asarray(cols).ravel()
             ok = np.isfinite(vals)  # the diagonal, masked when x2 is x1
             vals_all[side].append(vals[ok])
-            rows_all[side].append(i + np.flatnonzero(ok) // k)
+            rows_all[side].append(i + np.flatnonzero(ok))  # one candidate per row
             cols_all[side].append(cols[ok])
     picked = []
     for side in (0, 1):  # side 0: largest -rho (smallest rho); side 1: largest rho
