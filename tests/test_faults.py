@@ -208,3 +208,50 @@ def test_a_folder_being_created_by_a_sweep_reads_as_in_use_not_foreign(tmp_path)
             holder.check()
     with pytest.raises(ValueError, match="has results but no manifest"):
         ResultStore(out).check()
+
+
+def test_an_interrupt_sent_from_another_thread_waits_until_the_file_is_in_place(tmp_path):
+    """A process signal may be delivered to any thread (XLA's, an executor's); Python then
+    runs the handler in the main thread at once, so a mask set in the main thread alone
+    does not hold it. ``atomic_path`` holds it until the file is renamed into place."""
+    import threading
+    import time
+
+    from deeplimits.experiments.store import atomic_path
+
+    target = tmp_path / "cell.nc"
+    inside = threading.Event()
+
+    def send():
+        inside.wait(10)
+        os.kill(os.getpid(), signal.SIGINT)  # lands on a thread that does not block it
+
+    sender = threading.Thread(target=send)
+    sender.start()
+    with pytest.raises(KeyboardInterrupt):
+        with atomic_path(target) as tmp:
+            inside.set()
+            sender.join(10)
+            time.sleep(0.2)  # the handler would run here, inside the write
+            tmp.write_text("complete")
+    assert target.read_text() == "complete"
+    assert not list(tmp_path.glob(".*.tmp"))
+    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
+
+
+def test_a_held_signal_reaches_the_handler_it_would_have_reached(tmp_path):
+    from deeplimits.experiments.store import signals_held
+
+    seen = []
+    previous = signal.signal(signal.SIGTERM, lambda signum, frame: seen.append(signum))
+    try:
+        with signals_held():
+            signal.raise_signal(signal.SIGTERM)
+            signal.raise_signal(signal.SIGINT)  # default handler: KeyboardInterrupt, later
+            assert seen == []
+            seen.append("inside")
+    except KeyboardInterrupt:
+        seen.append("interrupt")
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+    assert seen == ["inside", signal.SIGTERM, "interrupt"]

@@ -327,7 +327,7 @@ def test_a_signal_ends_the_workers_says_how_to_resume_and_the_manifest_agrees(tm
         if proc.poll() is None:
             os.killpg(proc.pid, signal.SIGKILL)
     assert proc.returncode == 130, stderr
-    assert "Traceback" not in stderr
+    assert "Traceback" not in stderr, stderr
     (line,) = [t for t in stderr.splitlines() if "rerun" in t]  # one line, not wrapped
     assert "rerun the same command to compute the other" in line
     gone = psutil.wait_procs(workers, timeout=30)[1]

@@ -49,25 +49,56 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
 
     The file ends with mode ``0666`` less the umask, as ``open(path, "w")`` would give it
     (the temporary file is created ``0600``, which would hide it from collaborators).
-    SIGINT and SIGTERM are held until the file is in place: an interrupt landing inside a
-    writer (h5netcdf) left its file object half-closed, and its finaliser printed a
-    traceback at exit.
+    SIGINT and SIGTERM are held until the file is in place (:func:`signals_held`): an
+    interrupt landing inside a writer (h5netcdf) left its file object half-closed, and its
+    finaliser printed a traceback at exit.
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     os.close(fd)
-    held = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT, signal.SIGTERM})
-    try:
-        yield Path(tmp)
-        os.chmod(tmp, 0o666 & ~umask())  # after writing: some writers recreate the file
-        os.replace(tmp, path)
-    finally:
+    with signals_held():  # a held signal is delivered on leaving, after the file is in place
         try:
+            yield Path(tmp)
+            os.chmod(tmp, 0o666 & ~umask())  # after writing: some writers recreate the file
+            os.replace(tmp, path)
+        finally:
             if os.path.exists(tmp):
                 os.unlink(tmp)
-        finally:  # a held signal is delivered here, after the folder is consistent
-            signal.pthread_sigmask(signal.SIG_SETMASK, held)
+
+
+@contextlib.contextmanager
+def signals_held() -> Iterator[None]:
+    """Hold SIGINT and SIGTERM while inside, then act on them as their handlers would.
+
+    Python runs signal handlers in the main thread, but the kernel delivers a process signal
+    to any thread that does not block it (XLA's and the executors' threads), so blocking
+    with ``pthread_sigmask`` in the main thread alone does not hold them: under load an
+    interrupt still landed inside a netCDF write. Here the main thread's handlers are
+    replaced by a recorder while inside; on leaving, each recorded signal goes to the
+    handler it would have reached (a Python handler is called, ``SIG_DFL`` is re-raised,
+    ``SIG_IGN`` is dropped). Off the main thread handlers cannot be replaced, and none run
+    there either, so nothing is needed.
+    """
+    import threading
+
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    pending: list[tuple[int, object]] = []
+    previous = {sig: signal.signal(sig, lambda signum, frame: pending.append((signum, frame)))
+                for sig in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        yield
+    finally:
+        for sig, handler in previous.items():  # None: a handler not set from Python
+            signal.signal(sig, signal.SIG_DFL if handler is None else handler)
+        for signum, frame in pending:
+            handler = previous[signum]
+            if callable(handler):
+                handler(signum, frame)
+            elif handler == signal.SIG_DFL:
+                signal.raise_signal(signum)
 
 
 def save_dataset(ds: xr.Dataset, path: str | os.PathLike) -> Path:
