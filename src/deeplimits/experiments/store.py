@@ -16,6 +16,7 @@ import json
 import os
 import shutil
 import signal
+import sys
 import tempfile
 import time
 from collections.abc import Iterator
@@ -85,18 +86,18 @@ def signals_held() -> Iterator[None]:
     if threading.current_thread() is not threading.main_thread():
         yield
         return
-    pending: list[tuple[int, object]] = []
-    previous = {sig: signal.signal(sig, lambda signum, frame: pending.append((signum, frame)))
+    pending: list[int] = []
+    previous = {sig: signal.signal(sig, lambda signum, frame: pending.append(signum))
                 for sig in (signal.SIGINT, signal.SIGTERM)}
     try:
         yield
     finally:
         for sig, handler in previous.items():  # None: a handler not set from Python
             signal.signal(sig, signal.SIG_DFL if handler is None else handler)
-        for signum, frame in pending:
+        for signum in pending:
             handler = previous[signum]
-            if callable(handler):
-                handler(signum, frame)
+            if callable(handler):  # called from here, where it now acts (not where it landed)
+                handler(signum, sys._getframe())
             elif handler == signal.SIG_DFL:
                 signal.raise_signal(signum)
 
